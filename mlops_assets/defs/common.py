@@ -1,0 +1,54 @@
+"""Helpers every stage uses: partition ranges and the metadata the UI shows for a Delta table."""
+
+from datetime import date, timedelta
+
+import dagster as dg
+from pyspark.sql import DataFrame
+
+from mlops_assets.lakehouse.delta_io import CommitInfo
+from mlops_assets.lakehouse.tables import TableRef
+
+OWNER = "team:ml-platform"
+PREVIEW_ROWS = 5
+
+
+def partition_days(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> list[date]:
+    """Every day in the run's partition range (one day for a daily run, many for a backfill)."""
+    window = context.partition_time_window
+    start, end = window.start.date(), window.end.date()
+    return [start + timedelta(days=i) for i in range((end - start).days)]
+
+
+def markdown_preview(df: DataFrame, rows: int = PREVIEW_ROWS) -> str:
+    """A small Markdown table of the first rows: collects only ``rows`` rows to the driver."""
+    sample = df.limit(rows).collect()
+    columns = df.columns
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in sample:
+        cells = [str(row[c]).replace("|", "\\|")[:40] for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def table_schema(df: DataFrame) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[dg.TableColumn(f.name, f.dataType.simpleString()) for f in df.schema.fields]
+    )
+
+
+def delta_metadata(ref: TableRef, location: str, commit: CommitInfo, df: DataFrame, **extra: object) -> dict:
+    """The metadata every Delta asset reports: rows written, schema, table version, a preview.
+
+    ``df`` should be the rows just written, read back from Delta, so the preview costs one small read.
+    """
+    return {
+        "dagster/row_count": commit.num_output_rows,
+        "dagster/column_schema": table_schema(df),
+        "dagster/uri": location,
+        "table": str(ref),
+        "delta_version": commit.version,
+        "delta_operation": commit.operation,
+        "spark_application_id": df.sparkSession.sparkContext.applicationId,
+        "preview": dg.MetadataValue.md(markdown_preview(df)),
+        **extra,
+    }

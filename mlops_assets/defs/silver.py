@@ -1,0 +1,203 @@
+"""Silver: typed, validated, deduplicated tables, with every rejected row in quarantine, plus the
+quality gates that guard them."""
+
+import dagster as dg
+from pyspark.sql import functions as F
+
+from mlops_assets.defs.common import OWNER, delta_metadata, partition_days
+from mlops_assets.lakehouse.entities import ENTITIES, EntitySpec
+from mlops_assets.lakehouse.ingest import try_cast
+from mlops_assets.lakehouse.quality import split_silver
+from mlops_assets.lakehouse.schemas import validation_errors
+from mlops_assets.lakehouse.tables import TableRef
+from mlops_assets.partitions import daily_partitions, single_run_backfill
+from mlops_assets.resources import LakehouseResource, QualityThresholds
+
+TOP_RULES = 10
+
+
+def _refs(spec: EntitySpec) -> tuple[TableRef, TableRef, TableRef]:
+    return TableRef("bronze", spec.name), TableRef("silver", spec.name), TableRef("quarantine", spec.name)
+
+
+def build_silver_assets(spec: EntitySpec) -> dg.AssetsDefinition:
+    bronze_ref, silver_ref, quarantine_ref = _refs(spec)
+    bronze_key = dg.AssetKey(bronze_ref.asset_key_path)
+
+    @dg.multi_asset(
+        name=f"silver_{spec.name}",
+        specs=[
+            dg.AssetSpec(
+                silver_ref.asset_key_path,
+                deps=[bronze_key],
+                group_name="silver",
+                kinds={"spark", "delta"},
+                owners=[OWNER],
+                description=f"Typed, validated, deduplicated {spec.name}; key {list(spec.key)}.",
+            ),
+            dg.AssetSpec(
+                quarantine_ref.asset_key_path,
+                deps=[bronze_key],
+                group_name="quarantine",
+                kinds={"spark", "delta"},
+                owners=[OWNER],
+                description=f"{spec.name} rows that broke a rule, with the rules broken, the raw line, the "
+                "source file and line, and the partition. Nothing is dropped silently.",
+            ),
+        ],
+        partitions_def=daily_partitions,
+        backfill_policy=single_run_backfill,
+    )
+    def _silver(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
+        days = partition_days(context)
+        delta = lakehouse.delta()
+        bronze = delta.read_partitions(bronze_ref, days[0], days[-1])
+        split = split_silver(bronze, spec)
+        silver_commit = delta.replace_partitions(split.silver, silver_ref, days[0], days[-1])
+        quarantine_commit = delta.replace_partitions(split.quarantine, quarantine_ref, days[0], days[-1])
+        n_dupes = split.duplicates.count()
+        silver = delta.read_partitions(silver_ref, days[0], days[-1])
+        quarantine = delta.read_partitions(quarantine_ref, days[0], days[-1])
+        rules = (
+            quarantine.select(F.explode("rules_broken").alias("rule"))
+            .groupBy("rule")
+            .count()
+            .orderBy(F.desc("count"))
+            .limit(TOP_RULES)
+            .collect()
+        )
+        context.log.info(
+            f"{spec.name}: {silver_commit.num_output_rows} to silver, "
+            f"{quarantine_commit.num_output_rows} quarantined, {n_dupes} duplicates removed"
+        )
+        rule_table = "\n".join(
+            ["| rule | rows |", "|---|---|"] + [f"| {r['rule']} | {r['count']} |" for r in rules]
+        )
+        partitions = f"{days[0]}..{days[-1]}"
+        yield dg.MaterializeResult(
+            asset_key=silver_ref.asset_key_path,
+            metadata=delta_metadata(
+                silver_ref,
+                lakehouse.locator.path(silver_ref),
+                silver_commit,
+                silver,
+                partitions=partitions,
+                duplicates_removed=n_dupes,
+                quarantined_rows=quarantine_commit.num_output_rows,
+            ),
+        )
+        yield dg.MaterializeResult(
+            asset_key=quarantine_ref.asset_key_path,
+            metadata=delta_metadata(
+                quarantine_ref,
+                lakehouse.locator.path(quarantine_ref),
+                quarantine_commit,
+                quarantine,
+                partitions=partitions,
+                rules_broken=dg.MetadataValue.md(rule_table),
+            ),
+        )
+
+    return _silver
+
+
+def build_silver_checks(spec: EntitySpec) -> list[dg.AssetChecksDefinition]:
+    bronze_ref, silver_ref, quarantine_ref = _refs(spec)
+    silver_key = dg.AssetKey(silver_ref.asset_key_path)
+    lineage = ["_source_file", "_source_row"]
+
+    @dg.asset_check(
+        asset=silver_key,
+        name="pandera_schema",
+        blocking=True,
+        partitions_def=daily_partitions,
+        description="The silver rows conform to the pandera schema generated from the entity spec.",
+    )
+    def pandera_schema(context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource):
+        days = partition_days(context)
+        df = lakehouse.delta().read_partitions(silver_ref, days[0], days[-1]).select(*spec.column_names)
+        errors = validation_errors(df, spec)
+        return dg.AssetCheckResult(
+            passed=not errors,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"errors": dg.MetadataValue.md("\n".join(f"- {e}" for e in errors) or "none")},
+        )
+
+    @dg.asset_check(
+        asset=silver_key,
+        name="reconciles_with_bronze",
+        blocking=True,
+        partitions_def=daily_partitions,
+        description="Every bronze row is in silver, in quarantine, or a removed duplicate of a silver key.",
+    )
+    def reconciles_with_bronze(context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource):
+        days = partition_days(context)
+        delta = lakehouse.delta()
+        bronze = delta.read_partitions(bronze_ref, days[0], days[-1])
+        silver = delta.read_partitions(silver_ref, days[0], days[-1])
+        quarantine = delta.read_partitions(quarantine_ref, days[0], days[-1])
+        placed = silver.select(*lineage).unionByName(quarantine.select(*lineage))
+        unplaced = bronze.join(placed, lineage, "left_anti")
+        silver_keys = silver.select(*spec.key).distinct()
+        typed_keys = [try_cast(F.col(k), spec.column(k).dtype).alias(k) for k in spec.key]
+        duplicates = unplaced.select(*typed_keys).join(silver_keys, list(spec.key), "left_semi").count()
+        counts = {
+            "bronze_rows": bronze.count(),
+            "silver_rows": silver.count(),
+            "quarantined_rows": quarantine.count(),
+            "duplicates_removed": duplicates,
+        }
+        lost = counts["bronze_rows"] - counts["silver_rows"] - counts["quarantined_rows"] - duplicates
+        return dg.AssetCheckResult(passed=lost == 0, metadata={**counts, "unaccounted_rows": lost})
+
+    @dg.asset_check(
+        asset=silver_key,
+        name="quarantine_rate",
+        blocking=True,
+        partitions_def=daily_partitions,
+        description="Share of bronze rows quarantined: WARN above the warn rate, blocking ERROR above the error rate.",
+    )
+    def quarantine_rate(
+        context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource, quality: QualityThresholds
+    ):
+        days = partition_days(context)
+        delta = lakehouse.delta()
+        n_bronze = delta.read_partitions(bronze_ref, days[0], days[-1]).count()
+        n_quarantine = delta.read_partitions(quarantine_ref, days[0], days[-1]).count()
+        rate = n_quarantine / n_bronze if n_bronze else 0.0
+        severity = (
+            dg.AssetCheckSeverity.ERROR
+            if rate > quality.quarantine_error_rate
+            else dg.AssetCheckSeverity.WARN
+        )
+        return dg.AssetCheckResult(
+            passed=rate <= quality.quarantine_warn_rate,
+            severity=severity,
+            metadata={
+                "quarantine_rate": round(rate, 5),
+                "warn_above": quality.quarantine_warn_rate,
+                "error_above": quality.quarantine_error_rate,
+                "quarantined_rows": n_quarantine,
+                "bronze_rows": n_bronze,
+            },
+        )
+
+    @dg.asset_check(
+        asset=silver_key,
+        name="unique_key",
+        blocking=True,
+        partitions_def=daily_partitions,
+        description=f"No two silver rows share the key {list(spec.key)}.",
+    )
+    def unique_key(context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource):
+        days = partition_days(context)
+        silver = lakehouse.delta().read_partitions(silver_ref, days[0], days[-1])
+        dupes = silver.groupBy(*spec.key).count().where("count > 1").count()
+        return dg.AssetCheckResult(passed=dupes == 0, metadata={"duplicate_keys": dupes})
+
+    return [pandera_schema, reconciles_with_bronze, quarantine_rate, unique_key]
+
+
+silver_assets = [build_silver_assets(spec) for spec in ENTITIES.values()]
+silver_checks = [check for spec in ENTITIES.values() for check in build_silver_checks(spec)]
+SILVER_KEYS = [dg.AssetKey(TableRef("silver", name).asset_key_path) for name in ENTITIES]

@@ -1,0 +1,34 @@
+"""Binds the environment's resources in one place: asset code never asks which environment it is in."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from dagster_dbt import DbtCliResource
+
+from mlops_assets.defs.gold import dbt_project
+from mlops_assets.resources import (
+    LakehouseResource,
+    QualityThresholds,
+    SparkResource,
+    SyntheticSourceResource,
+)
+from mlops_assets.settings import Settings, load_settings
+
+
+def build_resources(settings: Settings | None = None) -> dict[str, object]:
+    settings = settings or load_settings()
+    spark = SparkResource()
+    return {
+        "spark": spark,
+        "lakehouse": LakehouseResource(root=settings.lakehouse_root, catalog=settings.catalog, spark=spark),
+        "source": SyntheticSourceResource(),
+        "quality": QualityThresholds(),
+        "dbt": DbtCliResource(
+            project_dir=dbt_project,
+            # The dbt of this interpreter's environment, whether or not the venv is on PATH.
+            dbt_executable=str(Path(sys.executable).parent / "dbt"),
+            target="databricks" if settings.env == "databricks" else "local",
+        ),
+    }

@@ -1,0 +1,56 @@
+"""The environment, chosen once and validated: where the instance, the lakehouse and MLflow live.
+
+Every default sits inside the checkout under the git-ignored ``var/`` folder; the environment variables
+``DAGSTER_HOME``, ``LAKEHOUSE_ROOT`` and ``MLFLOW_TRACKING_URI`` override them. ``MLOPS_ENV`` picks the
+deployment: ``local`` (embedded Spark, Delta by path) or ``databricks`` (Unity Catalog names).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+VAR_DIR = PROJECT_ROOT / "var"
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+ENVIRONMENTS = ("local", "databricks")
+
+
+class SettingsError(ValueError):
+    """A setting from the environment is invalid; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str
+    dagster_home: str
+    lakehouse_root: str
+    mlflow_tracking_uri: str
+    catalog: str | None = None
+
+    def subprocess_environ(self) -> dict[str, str]:
+        """The variables a subprocess (dbt) needs to see the same lakehouse."""
+        return {"LAKEHOUSE_ROOT": self.lakehouse_root, "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    environ = os.environ if environ is None else environ
+    env = environ.get("MLOPS_ENV", "local")
+    if env not in ENVIRONMENTS:
+        raise SettingsError(f"MLOPS_ENV={env!r} is not one of {ENVIRONMENTS}")
+    lakehouse_root = environ.get("LAKEHOUSE_ROOT") or str(VAR_DIR / "lakehouse")
+    if env == "local" and "://" not in lakehouse_root and not Path(lakehouse_root).is_absolute():
+        raise SettingsError(f"LAKEHOUSE_ROOT={lakehouse_root!r} must be an absolute path")
+    catalog = environ.get("DATABRICKS_CATALOG") if env == "databricks" else None
+    if env == "databricks" and not catalog:
+        raise SettingsError("DATABRICKS_CATALOG must be set when MLOPS_ENV=databricks")
+    mlflow_uri = environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{VAR_DIR / 'mlflow' / 'mlflow.db'}"
+    return Settings(
+        env=env,
+        dagster_home=environ.get("DAGSTER_HOME") or str(VAR_DIR / "dagster_home"),
+        lakehouse_root=lakehouse_root,
+        mlflow_tracking_uri=mlflow_uri,
+        catalog=catalog,
+    )

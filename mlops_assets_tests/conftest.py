@@ -1,0 +1,73 @@
+"""Shared fixtures: one Spark session for the whole suite, and one small lakehouse built by the real graph.
+
+The environment variables are set before anything imports the project, so the dbt subprocess and the
+Python assets see the same temporary lakehouse.
+"""
+
+import os
+import shutil
+import tempfile
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+TEST_START = date(2026, 1, 1)
+TEST_DAYS = 6
+TEST_END = TEST_START + timedelta(days=TEST_DAYS - 1)
+_TMP = Path(tempfile.mkdtemp(prefix="mlops_assets_tests_"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ["LAKEHOUSE_ROOT"] = str(_TMP / "lakehouse")
+    os.environ["DAGSTER_HOME"] = str(_TMP / "dagster_home")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_TMP / 'mlflow.db'}"
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    (_TMP / "dagster_home").mkdir(parents=True, exist_ok=True)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_TMP, ignore_errors=True)
+
+
+def range_tags(start: date, end: date) -> dict[str, str]:
+    return {
+        "dagster/asset_partition_range_start": start.isoformat(),
+        "dagster/asset_partition_range_end": end.isoformat(),
+    }
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from mlops_assets.lakehouse.spark import build_local_session
+
+    return build_local_session()
+
+
+@pytest.fixture(scope="session")
+def test_resources(spark):
+    """The project's resources with a small synthetic source (fast, still dirty)."""
+    from mlops_assets.environment import build_resources
+    from mlops_assets.resources import SyntheticSourceResource
+
+    return {**build_resources(), "source": SyntheticSourceResource(initial_customers=300, daily_signups=3)}
+
+
+@pytest.fixture(scope="session")
+def test_defs(test_resources):
+    from mlops_assets.definitions import build_defs
+
+    return build_defs(test_resources)
+
+
+@pytest.fixture(scope="session")
+def lakehouse(test_resources):
+    return test_resources["lakehouse"].delta()
+
+
+@pytest.fixture(scope="session")
+def foundation_run(test_defs):
+    """Landing -> bronze -> silver -> gold for TEST_DAYS days as one backfill run."""
+    return test_defs.resolve_job_def("daily_lakehouse").execute_in_process(
+        tags=range_tags(TEST_START, TEST_END), raise_on_error=False
+    )

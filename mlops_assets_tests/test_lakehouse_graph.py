@@ -1,0 +1,215 @@
+"""End to end: the foundation graph on a small temporary lakehouse, through the real Spark, Delta and dbt."""
+
+import json
+from datetime import date
+
+import dagster as dg
+import pytest
+from pyspark.sql import functions as F
+
+from mlops_assets.lakehouse.entities import ENTITIES
+from mlops_assets.lakehouse.ingest import LandingSchemaError
+from mlops_assets.lakehouse.tables import TableRef
+from mlops_assets_tests.conftest import TEST_END, TEST_START
+
+GOLD_MODELS = ("customer_history", "dim_customers", "fct_usage_daily", "fct_billing_events")
+
+
+def _materializations(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetMaterialization]:
+    return {
+        e.asset_key.to_user_string(): e.event_specific_data.materialization
+        for e in result.get_asset_materialization_events()
+    }
+
+
+def _check_evaluations(result: dg.ExecuteInProcessResult) -> list[dg.AssetCheckEvaluation]:
+    return [
+        e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
+
+
+def test_foundation_run_materializes_every_layer(foundation_run, lakehouse):
+    assert foundation_run.success
+    for name in ENTITIES:
+        for layer in ("bronze", "silver", "quarantine"):
+            assert lakehouse.exists(TableRef(layer, name)), f"{layer}.{name} missing"
+        partitions = {
+            r[0]
+            for r in lakehouse.read(TableRef("silver", name)).select("_partition_date").distinct().collect()
+        }
+        assert partitions == {date(2026, 1, d) for d in range(1, 7)}
+    for model in GOLD_MODELS:
+        assert lakehouse.read(TableRef("gold", model)).count() > 0
+
+
+def test_every_bronze_row_is_accounted_for(foundation_run, lakehouse):
+    quarantined = 0
+    for name, spec in ENTITIES.items():
+        bronze = lakehouse.read(TableRef("bronze", name)).count()
+        silver = lakehouse.read(TableRef("silver", name)).count()
+        quarantine = lakehouse.read(TableRef("quarantine", name)).count()
+        distinct_valid_keys = lakehouse.read(TableRef("silver", name)).select(*spec.key).distinct().count()
+        assert silver == distinct_valid_keys
+        assert bronze >= silver + quarantine
+        quarantined += quarantine
+    assert quarantined > 0, "the dirty source should have produced quarantined rows"
+
+
+def test_quality_checks_ran_and_passed(foundation_run):
+    evaluations = _check_evaluations(foundation_run)
+    names = {(e.asset_key.to_user_string(), e.check_name) for e in evaluations}
+    for name in ENTITIES:
+        for check in ("pandera_schema", "reconciles_with_bronze", "quarantine_rate", "unique_key"):
+            assert (f"silver/{name}", check) in names
+    failed = [(e.asset_key.to_user_string(), e.check_name, e.metadata) for e in evaluations if not e.passed]
+    assert not [f for f in failed if not f[1].startswith("freshness")], failed
+    reconciled = [e for e in evaluations if e.check_name == "reconciles_with_bronze"]
+    assert all(e.metadata["unaccounted_rows"].value == 0 for e in reconciled)
+    assert any(e.metadata["duplicates_removed"].value > 0 for e in reconciled)
+
+
+def test_dbt_models_and_tests_surface_as_assets_and_checks(foundation_run):
+    materialized = set(_materializations(foundation_run))
+    assert {f"gold/{m}" for m in GOLD_MODELS} <= materialized
+    dbt_checks = [e for e in _check_evaluations(foundation_run) if e.asset_key.path[0] == "gold"]
+    assert len(dbt_checks) >= 10
+    assert all(e.passed for e in dbt_checks), [e.check_name for e in dbt_checks if not e.passed]
+    assert any(e.check_name.startswith("unique_") for e in dbt_checks)
+
+
+def test_one_spark_application_per_run(foundation_run):
+    app_ids = {
+        key: m.metadata["spark_application_id"].value
+        for key, m in _materializations(foundation_run).items()
+        if "spark_application_id" in m.metadata
+    }
+    assert len(app_ids) == 9  # 3 bronze, 3 silver, 3 quarantine
+    assert len(set(app_ids.values())) == 1, app_ids
+
+
+def test_materialization_metadata_for_the_ui(foundation_run):
+    silver = _materializations(foundation_run)["silver/usage_events"]
+    assert silver.metadata["dagster/row_count"].value > 0
+    assert silver.metadata["delta_version"].value >= 0
+    assert "event_id" in silver.metadata["preview"].value
+    assert {c.name for c in silver.metadata["dagster/column_schema"].value.columns} >= {
+        "event_id",
+        "_source_row",
+    }
+    assert silver.metadata["partitions"].value == f"{TEST_START}..{TEST_END}"
+
+
+def test_quarantine_rows_carry_their_reasons(foundation_run, lakehouse):
+    rules = set()
+    for name in ENTITIES:
+        quarantine = lakehouse.read(TableRef("quarantine", name))
+        assert quarantine.where(F.size("rules_broken") == 0).count() == 0
+        assert (
+            quarantine.where("_source_file IS NULL OR _source_row IS NULL OR _partition_date IS NULL").count()
+            == 0
+        )
+        rules |= {r[0] for r in quarantine.select(F.explode("rules_broken")).distinct().collect()}
+    assert "record:malformed" in rules
+    assert any(r.endswith(":unknown_category") for r in rules)
+    assert any(r.endswith(":out_of_range") for r in rules)
+    assert any(r.endswith(":missing") for r in rules)
+
+
+def test_rerunning_a_partition_replaces_it(foundation_run, test_defs, lakehouse):
+    def counts() -> dict[str, int]:
+        return {
+            f"{layer}.{name}": lakehouse.read(TableRef(layer, name)).count()
+            for name in ENTITIES
+            for layer in ("bronze", "silver", "quarantine")
+        }
+
+    before = counts()
+    version_before = lakehouse.version(TableRef("silver", "usage_events"))
+    lakehouse_layers = [k for k in test_defs.resolve_all_asset_keys() if k.path[0] != "gold"]
+    result = test_defs.resolve_job_def("daily_lakehouse").execute_in_process(
+        partition_key="2026-01-03", asset_selection=lakehouse_layers
+    )
+    assert result.success
+    assert counts() == before
+    assert lakehouse.version(TableRef("silver", "usage_events")) > version_before
+    for name, spec in ENTITIES.items():
+        silver = lakehouse.read(TableRef("silver", name))
+        assert silver.groupBy(*spec.key).count().where("count > 1").count() == 0
+
+
+def test_schema_change_fails_before_anything_is_committed(
+    foundation_run, test_defs, test_resources, lakehouse
+):
+    day = date(2026, 1, 10)
+    landing_root = test_resources["lakehouse"].landing_root
+    test_resources["source"].source().write_landing(landing_root, [day])
+    customers_file = f"{landing_root}/{day.isoformat()}/customers.csv"
+    with open(customers_file) as f:
+        text = f.read()
+    with open(customers_file, "w") as f:
+        f.write(text.replace("acquisition_channel", "channel", 1))
+    bronze = TableRef("bronze", "customers")
+    version_before = lakehouse.version(bronze)
+
+    job = test_defs.resolve_job_def("daily_lakehouse")
+    with pytest.raises(LandingSchemaError) as error:
+        job.execute_in_process(
+            partition_key=day.isoformat(), asset_selection=[dg.AssetKey(bronze.asset_key_path)]
+        )
+    message = str(error.value)
+    assert "customers.csv" in message and "missing columns ['acquisition_channel']" in message
+    assert "unexpected columns ['channel']" in message
+    assert lakehouse.version(bronze) == version_before
+    assert lakehouse.read(bronze).where(F.col("_partition_date") == day).count() == 0
+
+
+def test_type_change_fails_with_the_column_named(foundation_run, test_defs, test_resources):
+    day = date(2026, 1, 11)
+    landing_root = test_resources["lakehouse"].landing_root
+    test_resources["source"].source().write_landing(landing_root, [day])
+    usage_file = f"{landing_root}/{day.isoformat()}/usage_events.jsonl"
+    with open(usage_file) as f:
+        lines = f.read().splitlines()
+    changed = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        record["sessions"] = f"{record['sessions']} sessions"
+        changed.append(json.dumps(record))
+    with open(usage_file, "w") as f:
+        f.write("\n".join(changed) + "\n")
+    job = test_defs.resolve_job_def("daily_lakehouse")
+    with pytest.raises(LandingSchemaError, match=r"column 'sessions' no longer parses as int"):
+        job.execute_in_process(
+            partition_key=day.isoformat(), asset_selection=[dg.AssetKey(["bronze", "usage_events"])]
+        )
+
+
+def test_quarantine_rate_error_blocks_gold_in_the_run(foundation_run, test_resources, lakehouse):
+    from mlops_assets.definitions import build_defs
+    from mlops_assets.resources import QualityThresholds
+
+    strict = build_defs(
+        {
+            **test_resources,
+            "quality": QualityThresholds(quarantine_warn_rate=0.0, quarantine_error_rate=0.0001),
+        }
+    )
+    gold = TableRef("gold", "fct_usage_daily")
+    gold_version = lakehouse.version(gold)
+    result = strict.resolve_job_def("daily_lakehouse").execute_in_process(
+        partition_key=TEST_START.isoformat(),
+        asset_selection=[
+            dg.AssetKey(["silver", "usage_events"]),
+            dg.AssetKey(["quarantine", "usage_events"]),
+            dg.AssetKey(gold.asset_key_path),
+        ],
+        raise_on_error=False,
+    )
+    rate = next(e for e in _check_evaluations(result) if e.check_name == "quarantine_rate")
+    assert not rate.passed and rate.severity == dg.AssetCheckSeverity.ERROR
+    assert rate.metadata["quarantine_rate"].value > 0.0001
+    assert "gold/fct_usage_daily" not in _materializations(result)
+    assert lakehouse.version(gold) == gold_version
