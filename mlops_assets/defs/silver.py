@@ -1,7 +1,10 @@
 """Silver: typed, validated, deduplicated tables, with every rejected row in quarantine, plus the
 quality gates that guard them."""
 
+import functools
+
 import dagster as dg
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from mlops_assets.defs.common import OWNER, delta_metadata, partition_days
@@ -103,39 +106,41 @@ def build_silver_assets(spec: EntitySpec) -> dg.AssetsDefinition:
 
 def build_silver_checks(spec: EntitySpec) -> list[dg.AssetChecksDefinition]:
     bronze_ref, silver_ref, quarantine_ref = _refs(spec)
-    silver_key = dg.AssetKey(silver_ref.asset_key_path)
     lineage = ["_source_file", "_source_row"]
-
-    @dg.asset_check(
-        asset=silver_key,
-        name="pandera_schema",
+    # Every gate: on the silver asset, per partition, and blocking (an ERROR stops gold in the run).
+    silver_gate = functools.partial(
+        dg.asset_check,
+        asset=dg.AssetKey(silver_ref.asset_key_path),
         blocking=True,
         partitions_def=daily_partitions,
+    )
+
+    def read(
+        context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource, ref: TableRef
+    ) -> DataFrame:
+        days = partition_days(context)
+        return lakehouse.delta().read_partitions(ref, days[0], days[-1])
+
+    @silver_gate(
+        name="pandera_schema",
         description="The silver rows conform to the pandera schema generated from the entity spec.",
     )
     def pandera_schema(context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource):
-        days = partition_days(context)
-        df = lakehouse.delta().read_partitions(silver_ref, days[0], days[-1]).select(*spec.column_names)
-        errors = validation_errors(df, spec)
+        errors = validation_errors(read(context, lakehouse, silver_ref).select(*spec.column_names), spec)
         return dg.AssetCheckResult(
             passed=not errors,
             severity=dg.AssetCheckSeverity.ERROR,
             metadata={"errors": dg.MetadataValue.md("\n".join(f"- {e}" for e in errors) or "none")},
         )
 
-    @dg.asset_check(
-        asset=silver_key,
+    @silver_gate(
         name="reconciles_with_bronze",
-        blocking=True,
-        partitions_def=daily_partitions,
         description="Every bronze row is in silver, in quarantine, or a removed duplicate of a silver key.",
     )
     def reconciles_with_bronze(context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource):
-        days = partition_days(context)
-        delta = lakehouse.delta()
-        bronze = delta.read_partitions(bronze_ref, days[0], days[-1])
-        silver = delta.read_partitions(silver_ref, days[0], days[-1])
-        quarantine = delta.read_partitions(quarantine_ref, days[0], days[-1])
+        bronze, silver, quarantine = (
+            read(context, lakehouse, r) for r in (bronze_ref, silver_ref, quarantine_ref)
+        )
         placed = silver.select(*lineage).unionByName(quarantine.select(*lineage))
         unplaced = bronze.join(placed, lineage, "left_anti")
         silver_keys = silver.select(*spec.key).distinct()
@@ -150,20 +155,15 @@ def build_silver_checks(spec: EntitySpec) -> list[dg.AssetChecksDefinition]:
         lost = counts["bronze_rows"] - counts["silver_rows"] - counts["quarantined_rows"] - duplicates
         return dg.AssetCheckResult(passed=lost == 0, metadata={**counts, "unaccounted_rows": lost})
 
-    @dg.asset_check(
-        asset=silver_key,
+    @silver_gate(
         name="quarantine_rate",
-        blocking=True,
-        partitions_def=daily_partitions,
         description="Share of bronze rows quarantined: WARN above the warn rate, blocking ERROR above the error rate.",
     )
     def quarantine_rate(
         context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource, quality: QualityThresholds
     ):
-        days = partition_days(context)
-        delta = lakehouse.delta()
-        n_bronze = delta.read_partitions(bronze_ref, days[0], days[-1]).count()
-        n_quarantine = delta.read_partitions(quarantine_ref, days[0], days[-1]).count()
+        n_bronze = read(context, lakehouse, bronze_ref).count()
+        n_quarantine = read(context, lakehouse, quarantine_ref).count()
         rate = n_quarantine / n_bronze if n_bronze else 0.0
         severity = (
             dg.AssetCheckSeverity.ERROR
@@ -182,17 +182,12 @@ def build_silver_checks(spec: EntitySpec) -> list[dg.AssetChecksDefinition]:
             },
         )
 
-    @dg.asset_check(
-        asset=silver_key,
+    @silver_gate(
         name="unique_key",
-        blocking=True,
-        partitions_def=daily_partitions,
         description=f"No two silver rows share the key {list(spec.key)}.",
     )
     def unique_key(context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource):
-        days = partition_days(context)
-        silver = lakehouse.delta().read_partitions(silver_ref, days[0], days[-1])
-        dupes = silver.groupBy(*spec.key).count().where("count > 1").count()
+        dupes = read(context, lakehouse, silver_ref).groupBy(*spec.key).count().where("count > 1").count()
         return dg.AssetCheckResult(passed=dupes == 0, metadata={"duplicate_keys": dupes})
 
     return [pandera_schema, reconciles_with_bronze, quarantine_rate, unique_key]
