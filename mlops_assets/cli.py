@@ -15,6 +15,7 @@ import dagster as dg
 
 DEMO_START = date(2026, 1, 1)
 DEMO_DAYS = 120
+SCORING_DAYS = 7
 
 
 def _range_tags(start: date, end: date) -> dict[str, str]:
@@ -65,8 +66,13 @@ def demo(days: int) -> None:
     instance = dg.DagsterInstance.get()
     start, end = DEMO_START, DEMO_START + timedelta(days=days - 1)
     print(f"[demo] DAGSTER_HOME instance: {instance.root_directory}")
-    print(f"[demo] landing -> bronze -> silver -> gold for {start}..{end}, as one backfill run")
+    print(f"[demo] 1/3 landing -> bronze -> silver -> gold -> features for {start}..{end}, one backfill run")
     _run("daily_lakehouse", instance, _range_tags(start, end))
+    print("[demo] 2/3 training set -> LightGBM + Optuna (MLflow) -> evaluation report -> promotion gate")
+    _run("train_evaluate_promote", instance)
+    score_start = end - timedelta(days=SCORING_DAYS - 1)
+    print(f"[demo] 3/3 batch scoring with @champion for {score_start}..{end}")
+    _run("daily_scoring", instance, _range_tags(score_start, end))
     _summary()
     print("[demo] done: `make dev` and open http://127.0.0.1:3000 to browse the runs and assets")
 
@@ -76,9 +82,12 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     demo_parser = sub.add_parser("demo", help="run the lifecycle end to end on the local instance")
     demo_parser.add_argument("--days", type=int, default=DEMO_DAYS, help="days of data to backfill")
+    sub.add_parser("rollback", help="restore the previous @champion (audited)")
     args = parser.parse_args(argv)
     if args.command == "demo":
         demo(args.days)
+    elif args.command == "rollback":
+        _run("rollback_champion", dg.DagsterInstance.get())
 
 
 if __name__ == "__main__":

@@ -3,7 +3,17 @@ resources of the environment chosen in ``mlops_assets.settings``."""
 
 import dagster as dg
 
-from mlops_assets.defs import automation, gold, ingestion, silver
+from mlops_assets.defs import (
+    automation,
+    evaluation,
+    features,
+    gold,
+    ingestion,
+    registry,
+    scoring,
+    silver,
+    training,
+)
 from mlops_assets.environment import build_resources
 
 
@@ -14,14 +24,32 @@ def build_defs(resources: dict[str, object] | None = None) -> dg.Definitions:
             *ingestion.bronze_assets,
             *silver.silver_assets,
             gold.gold_dbt_models,
+            features.churn_features,
+            training.training_set,
+            training.churn_model,
+            evaluation.evaluation_report,
+            registry.champion,
+            scoring.predictions,
         ],
         asset_checks=[
             *silver.silver_checks,
             *automation.silver_freshness_checks,
             *automation.gold_freshness_checks,
+            features.point_in_time,
+            training.no_single_feature_leak,
+            evaluation.promotion_gate,
         ],
-        jobs=[automation.daily_lakehouse_job],
-        schedules=[automation.daily_lakehouse_schedule],
+        jobs=[
+            automation.daily_lakehouse_job,
+            automation.training_job,
+            automation.scoring_job,
+            registry.rollback_champion,
+        ],
+        schedules=[
+            automation.daily_lakehouse_schedule,
+            automation.daily_scoring_schedule,
+            automation.weekly_training_schedule,
+        ],
         sensors=[automation.freshness_sensor],
         resources=resources if resources is not None else build_resources(),
         # All steps of a run share one process, hence one Spark session and one JVM start per run.

@@ -7,9 +7,12 @@ from pathlib import Path
 
 from dagster_dbt import DbtCliResource
 
+from mlops_assets.defs.evaluation import PromotionPolicyConfig
 from mlops_assets.defs.gold import dbt_project
 from mlops_assets.resources import (
+    FeatureSetResource,
     LakehouseResource,
+    MlflowTrackingResource,
     QualityThresholds,
     SparkResource,
     SyntheticSourceResource,
@@ -25,6 +28,9 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
         "lakehouse": LakehouseResource(root=settings.lakehouse_root, catalog=settings.catalog, spark=spark),
         "source": SyntheticSourceResource(),
         "quality": QualityThresholds(),
+        "feature_set": FeatureSetResource(),
+        "mlflow_tracking": MlflowTrackingResource(tracking_uri=settings.mlflow_tracking_uri),
+        "promotion_policy": PromotionPolicyConfig(),
         "dbt": DbtCliResource(
             project_dir=dbt_project,
             # The dbt of this interpreter's environment, whether or not the venv is on PATH.

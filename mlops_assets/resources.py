@@ -1,15 +1,24 @@
 """Resources: thin, configurable handles on Spark, the lakehouse, the synthetic source and thresholds."""
 
+import contextlib
 from datetime import date
+from pathlib import Path
+from types import SimpleNamespace
 
 import dagster as dg
+import mlflow
+from dagster_mlflow.resources import MlFlow
 from pydantic import Field, field_validator
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from mlops_assets.lakehouse.delta_io import DeltaLakehouse
+from mlops_assets.lakehouse.features import FEATURES_TABLE
 from mlops_assets.lakehouse.spark import build_local_session
 from mlops_assets.lakehouse.tables import TableLocator
+from mlops_assets.ml.contract import FeatureSetContract
 from mlops_assets.synthetic.source import SCENARIOS, DirtConfig, SourceConfig, SyntheticSource
+
+DEFAULT_CONTRACT = Path(__file__).parent / "contracts" / "churn_features.yaml"
 
 
 class SparkResource(dg.ConfigurableResource):
@@ -93,3 +102,81 @@ class QualityThresholds(dg.ConfigurableResource):
     quarantine_warn_rate: float = Field(default=0.03, ge=0, le=1)
     quarantine_error_rate: float = Field(default=0.15, ge=0, le=1)
     freshness_deadline_cron: str = "0 9 * * *"
+
+
+class FeatureSetResource(dg.ConfigurableResource):
+    """Which feature set the ML stages use: the built-in churn features, or any table whose contract has a
+    ``source`` (Delta, Parquet or CSV path) — switched by configuration alone."""
+
+    contract_path: str = str(DEFAULT_CONTRACT)
+    as_of_every_days: int = Field(default=7, ge=1)
+
+    def contract(self) -> FeatureSetContract:
+        return FeatureSetContract.from_yaml(self.contract_path)
+
+    def read(self, lakehouse: "LakehouseResource") -> DataFrame:
+        """The feature table. An external table is checked against its contract here (errors name the column
+        and the mismatch); the built-in one gets its label at training time and is checked there."""
+        contract = self.contract()
+        delta = lakehouse.delta()
+        if contract.source is None:
+            return delta.read(FEATURES_TABLE)
+        reader = delta.spark.read.format(contract.source.format)
+        if contract.source.format == "csv":
+            reader = reader.option("header", "true").option("inferSchema", "true")
+        df = reader.load(contract.source.path)
+        contract.validate_columns({f.name: f.dataType.simpleString() for f in df.schema.fields})
+        return df
+
+
+class MlflowTrackingResource(dg.ConfigurableResource):
+    """MLflow tracking with dagster-mlflow's semantics: one parent MLflow run per Dagster run, shared by every
+    step of that run (found again by its ``dagster_run_id`` tag). Wraps dagster-mlflow's ``MlFlow`` so it is a
+    ConfigurableResource and so the experiment gets an artifact root beside the local store."""
+
+    tracking_uri: str
+    experiment_name: str = "churn"
+    model_name: str = "churn_model"
+
+    def artifact_root(self) -> str | None:
+        if self.tracking_uri.startswith("sqlite:///"):
+            return (Path(self.tracking_uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri()
+        return None
+
+    def configure(self) -> None:
+        """Point the mlflow client at the store; create the experiment where artifacts belong."""
+        if self.tracking_uri.startswith("sqlite:///"):
+            Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        mlflow.set_tracking_uri(self.tracking_uri)
+        if mlflow.get_experiment_by_name(self.experiment_name) is None:
+            # Another run may create it at the same moment: that is fine.
+            with contextlib.suppress(mlflow.exceptions.MlflowException):
+                mlflow.create_experiment(self.experiment_name, artifact_location=self.artifact_root())
+
+    @contextlib.contextmanager
+    def parent_run(self, context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext):
+        """The Dagster run's MLflow run, active for the block (dagster-mlflow resumes it in later steps)."""
+        self.configure()
+        shim = SimpleNamespace(
+            log=context.log,
+            dagster_run=context.run,
+            run_id=context.run.run_id,
+            resource_config={
+                "experiment_name": self.experiment_name,
+                "mlflow_tracking_uri": self.tracking_uri,
+            },
+        )
+        tracker = MlFlow(shim)
+        try:
+            yield tracker
+        finally:
+            mlflow.end_run()
+
+
+class TrainingConfig(dg.Config):
+    """Search budget and reproducibility of a training run."""
+
+    n_trials: int = Field(default=20, ge=1)
+    timeout_s: float | None = Field(default=600, gt=0)
+    seed: int = 42
+    num_threads: int = Field(default=1, ge=1, description="LightGBM threads; 1 when Spark shares 2 cores")

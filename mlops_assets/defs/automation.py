@@ -4,21 +4,46 @@ from datetime import timedelta
 
 import dagster as dg
 
+from mlops_assets.defs.evaluation import evaluation_report
+from mlops_assets.defs.features import churn_features
 from mlops_assets.defs.gold import gold_dbt_models
 from mlops_assets.defs.ingestion import LANDING_FILES, bronze_assets
+from mlops_assets.defs.registry import champion
+from mlops_assets.defs.scoring import predictions
 from mlops_assets.defs.silver import SILVER_KEYS, silver_assets
+from mlops_assets.defs.training import churn_model, training_set
 from mlops_assets.partitions import daily_partitions
 
 daily_lakehouse_job = dg.define_asset_job(
     name="daily_lakehouse",
-    selection=dg.AssetSelection.assets(LANDING_FILES, *bronze_assets, *silver_assets, gold_dbt_models),
+    selection=dg.AssetSelection.assets(
+        LANDING_FILES, *bronze_assets, *silver_assets, gold_dbt_models, churn_features
+    ),
     partitions_def=daily_partitions,
-    description="Landing -> bronze -> silver -> gold for one day, or for a backfilled range in one run. "
-    "Silver's blocking checks stop gold within the run.",
+    description="Landing -> bronze -> silver -> gold -> features for one day, or for a backfilled range in "
+    "one run. Blocking checks stop everything downstream of a failed gate within the run.",
+)
+
+training_job = dg.define_asset_job(
+    name="train_evaluate_promote",
+    selection=dg.AssetSelection.assets(training_set, churn_model, evaluation_report, champion),
+    description="Training set -> LightGBM/Optuna -> evaluation report -> gated promotion of @champion.",
+)
+
+scoring_job = dg.define_asset_job(
+    name="daily_scoring",
+    selection=dg.AssetSelection.assets(predictions),
+    partitions_def=daily_partitions,
+    description="Score the day's features with @champion (and @challenger in shadow).",
 )
 
 # Each day at 01:00 UTC, materialize the day that just ended.
 daily_lakehouse_schedule = dg.build_schedule_from_partitioned_job(daily_lakehouse_job, hour_of_day=1)
+# Scoring at 03:00, after the lakehouse run has produced the day's features.
+daily_scoring_schedule = dg.build_schedule_from_partitioned_job(scoring_job, hour_of_day=3)
+weekly_training_schedule = dg.ScheduleDefinition(
+    job=training_job, cron_schedule="0 4 * * 1", execution_timezone="UTC", name="weekly_training_schedule"
+)
 
 silver_freshness_checks = dg.build_time_partition_freshness_checks(
     assets=SILVER_KEYS, deadline_cron="0 9 * * *", timezone="UTC"

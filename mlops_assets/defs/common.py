@@ -1,5 +1,8 @@
 """Helpers every stage uses: partition ranges and the metadata the UI shows for a Delta table."""
 
+import functools
+import importlib.metadata
+import subprocess
 from datetime import date, timedelta
 
 import dagster as dg
@@ -10,6 +13,20 @@ from mlops_assets.lakehouse.tables import TableRef
 
 OWNER = "team:ml-platform"
 PREVIEW_ROWS = 5
+
+
+@functools.cache
+def code_version() -> str:
+    """The git commit of the code that ran, for lineage; the package version outside a checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        if out.returncode == 0:
+            return out.stdout.strip()
+    except OSError:
+        pass
+    return importlib.metadata.version("mlops_assets")
 
 
 def partition_days(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> list[date]:

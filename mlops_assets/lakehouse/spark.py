@@ -7,6 +7,8 @@ addressed by path (or by Unity Catalog name in production), so any number of run
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Mapping
 
 from pyspark.sql import SparkSession
@@ -58,6 +60,9 @@ def build_local_session(
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    # Python workers (mapInPandas scoring) must run this interpreter, with its packages, not PATH's python3;
+    # a local SparkContext reads the choice from the environment when it starts.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.master(master).appName(app_name)
     conf = {
         **DELTA_CONF,

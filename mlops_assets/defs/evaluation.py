@@ -1,0 +1,220 @@
+"""Evaluation: the challenger's report on the untouched test split, against the baseline and the champion,
+rendered in the UI and logged to MLflow with a model card; and the blocking promotion gate on it."""
+
+import base64
+import json
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import mlflow
+from mlflow import MlflowClient
+from pyspark.sql import types as T
+
+from mlops_assets.defs.common import OWNER
+from mlops_assets.defs.training import SPLIT, read_training_set
+from mlops_assets.lakehouse.tables import TableRef
+from mlops_assets.ml.evaluation import evaluate, model_card
+from mlops_assets.ml.mlflow_model import (
+    CHALLENGER,
+    CHAMPION,
+    alias_version,
+    load_churn_model,
+    validate_artifact,
+)
+from mlops_assets.ml.promotion import PromotionPolicy, decide_promotion
+from mlops_assets.resources import FeatureSetResource, LakehouseResource, MlflowTrackingResource
+
+EVALUATION_KEY = dg.AssetKey(["ml", "evaluation_report"])
+AUDIT = TableRef("ml", "promotion_audit")
+DECISION_INPUTS = "evaluation/decision_inputs.json"
+AUDIT_SCHEMA = T.StructType(
+    [
+        T.StructField("model_name", T.StringType()),
+        T.StructField("decision", T.StringType()),
+        T.StructField("from_version", T.StringType()),
+        T.StructField("to_version", T.StringType()),
+        T.StructField("reasons", T.ArrayType(T.StringType())),
+        T.StructField("decided_at", T.TimestampType()),
+        T.StructField("dagster_run_id", T.StringType()),
+    ]
+)
+
+
+class PromotionPolicyConfig(dg.ConfigurableResource):
+    """Thresholds the challenger must meet to become champion."""
+
+    non_inferiority_margin: float = 0.01
+    min_lift_over_baseline: float = 0.02
+    max_ece: float = 0.1
+    min_demographic_parity_ratio: float = 0.6
+    max_equal_opportunity_difference: float = 0.25
+
+    def policy(self) -> PromotionPolicy:
+        return PromotionPolicy(
+            non_inferiority_margin=self.non_inferiority_margin,
+            min_lift_over_baseline=self.min_lift_over_baseline,
+            max_ece=self.max_ece,
+            min_demographic_parity_ratio=self.min_demographic_parity_ratio,
+            max_equal_opportunity_difference=self.max_equal_opportunity_difference,
+        )
+
+
+def append_audit(
+    lakehouse: LakehouseResource,
+    model_name: str,
+    decision: str,
+    from_version: str | None,
+    to_version: str | None,
+    reasons: list[str],
+    run_id: str,
+) -> None:
+    """Every promotion, refusal and rollback, appended (never rewritten)."""
+    delta = lakehouse.delta()
+    row = (model_name, decision, from_version, to_version, reasons, datetime.now(UTC), run_id)
+    delta.append(delta.spark.createDataFrame([row], AUDIT_SCHEMA), AUDIT)
+
+
+def _png_markdown(name: str, png: bytes) -> str:
+    return f"![{name}](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+@dg.asset(
+    key=EVALUATION_KEY,
+    deps=[["ml", "churn_model"]],
+    group_name="evaluation",
+    kinds={"mlflow"},
+    owners=[OWNER],
+    description="The @challenger on the untouched test split: metrics with bootstrap CIs, calibration, slices, "
+    "fairness, robustness, latency, and comparison with the baseline and the @champion. Logged to MLflow "
+    "with a model card.",
+)
+def evaluation_report(
+    context: dg.AssetExecutionContext,
+    lakehouse: LakehouseResource,
+    feature_set: FeatureSetResource,
+    mlflow_tracking: MlflowTrackingResource,
+) -> dg.MaterializeResult:
+    mlflow_tracking.configure()
+    name = mlflow_tracking.model_name
+    contract = feature_set.contract()
+    challenger_version = alias_version(name, CHALLENGER)
+    if challenger_version is None:
+        raise ValueError(
+            f"evaluation_report: model {name!r} has no @{CHALLENGER}; materialize ml/churn_model first"
+        )
+    champion_version = alias_version(name, CHAMPION)
+    challenger = load_churn_model(name, challenger_version)
+    champion = (
+        load_churn_model(name, champion_version)
+        if champion_version not in (None, challenger_version)
+        else None
+    )
+    df = read_training_set(lakehouse)
+    test, train = df[df[SPLIT] == "test"], df[df[SPLIT] == "train"]
+    importance = challenger.booster.feature_importance(importance_type="gain")
+    top = [f for _, f in sorted(zip(importance, challenger.feature_names, strict=True), reverse=True)[:3]]
+    report = evaluate(
+        challenger.predict_proba,
+        test,
+        contract,
+        threshold=challenger.threshold,
+        champion_predict=champion.predict_proba if champion else None,
+        top_features=top,
+        baseline_prevalence=float(train[contract.label].mean()),
+    )
+    version = MlflowClient().get_model_version(name, challenger_version)
+    card = model_card(
+        report,
+        model_name=name,
+        version=challenger_version,
+        contract=contract,
+        training={"mlflow_run_id": version.run_id, **challenger.metadata},
+        lineage={"dagster_run_id": context.run.run_id, **version.tags},
+    )
+    figures = report.figures()
+    markdown = report.to_markdown()
+    decision_inputs = {
+        "challenger_version": challenger_version,
+        "champion_version": champion_version if champion else None,
+        "challenger": report.headline(),
+        "champion": report.champion_headline(),
+        "baseline": report.baseline_headline(),
+    }
+    client = MlflowClient()
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {
+            "evaluation/report.md": markdown,
+            "evaluation/model_card.md": card,
+            "evaluation/report.json": json.dumps(report.to_dict()),
+            DECISION_INPUTS: json.dumps(decision_inputs),
+        }
+        for rel, text in files.items():
+            (Path(tmp) / rel).parent.mkdir(parents=True, exist_ok=True)
+            (Path(tmp) / rel).write_text(text)
+        for fig, png in figures.items():
+            (Path(tmp) / "evaluation" / fig).write_bytes(png)
+        client.log_artifacts(version.run_id, str(Path(tmp) / "evaluation"), "evaluation")
+    for metric, value in report.headline().items():
+        if value is not None:
+            client.log_metric(version.run_id, f"test_{metric}", float(value))
+    headline = report.headline()
+    context.log.info(
+        f"{name} v{challenger_version}: test ROC-AUC {headline['roc_auc']:.3f} "
+        f"[{headline['roc_auc_ci_low']:.3f}, {headline['roc_auc_ci_high']:.3f}]"
+    )
+    plots = "\n\n".join(_png_markdown(fig, png) for fig, png in figures.items())
+    return dg.MaterializeResult(
+        metadata={
+            "model_version": challenger_version,
+            "champion_version": champion_version or "none",
+            "roc_auc": headline["roc_auc"],
+            "report": dg.MetadataValue.md(markdown + "\n\n" + plots),
+            "model_card": dg.MetadataValue.md(card),
+            "mlflow_run_id": version.run_id,
+        }
+    )
+
+
+@dg.asset_check(
+    asset=EVALUATION_KEY,
+    name="promotion_gate",
+    blocking=True,
+    description="The challenger may become champion only if it is non-inferior to the champion, beats the "
+    "baseline, passes calibration and fairness thresholds, and its artifact is valid. Refusals are audited.",
+)
+def promotion_gate(
+    context: dg.AssetCheckExecutionContext,
+    lakehouse: LakehouseResource,
+    feature_set: FeatureSetResource,
+    mlflow_tracking: MlflowTrackingResource,
+    promotion_policy: PromotionPolicyConfig,
+) -> dg.AssetCheckResult:
+    mlflow_tracking.configure()
+    name = mlflow_tracking.model_name
+    challenger_version = alias_version(name, CHALLENGER)
+    champion_version = alias_version(name, CHAMPION)
+    run_id = MlflowClient().get_model_version(name, challenger_version).run_id
+    inputs = json.loads(
+        Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=DECISION_INPUTS)).read_text()
+    )
+    decision = decide_promotion(
+        inputs["challenger"], inputs["champion"], inputs["baseline"], promotion_policy.policy()
+    )
+    problems = validate_artifact(name, challenger_version, feature_set.contract())
+    reasons = decision.reasons + [f"FAIL artifact: {p}" for p in problems]
+    passed = decision.promote and not problems
+    if not passed:
+        append_audit(
+            lakehouse, name, "refused", champion_version, challenger_version, reasons, context.run.run_id
+        )
+    return dg.AssetCheckResult(
+        passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "challenger_version": challenger_version,
+            "champion_version": champion_version or "none",
+            "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in reasons)),
+        },
+    )

@@ -1,0 +1,111 @@
+"""Scoring: daily batch predictions by the registered @champion, through Spark, with the @challenger's
+shadow scores beside them when one exists."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import pandas as pd
+from pyspark.sql import functions as F
+
+from mlops_assets.defs.common import OWNER, delta_metadata, partition_days
+from mlops_assets.lakehouse.features import FEATURES_TABLE
+from mlops_assets.lakehouse.tables import TableRef
+from mlops_assets.ml.mlflow_model import CHALLENGER, CHAMPION, alias_version, load_churn_model
+from mlops_assets.ml.training import ChurnModel
+from mlops_assets.partitions import daily_partitions, single_run_backfill
+from mlops_assets.resources import FeatureSetResource, LakehouseResource, MlflowTrackingResource
+
+PREDICTIONS = TableRef("ml", "predictions")
+PREDICTION_SCHEMA = (
+    "entity string, as_of date, score double, predicted_label int, model_name string, model_version string, "
+    "shadow_score double, shadow_model_version string"
+)
+
+
+def score_partition(
+    features,
+    contract,
+    model_name: str,
+    champion: dict,
+    champion_version: str,
+    shadow: dict | None,
+    shadow_version: str | None,
+):
+    """Score a Spark DataFrame of features with mapInPandas: the model travels as a small JSON dict."""
+    key, as_of, names = contract.entity_key, contract.as_of, contract.feature_names
+
+    def predict(batches):
+        model = ChurnModel.from_dict(champion)
+        shadow_model = ChurnModel.from_dict(shadow) if shadow else None
+        for batch in batches:
+            scores = model.predict_proba(batch[names])
+            yield pd.DataFrame(
+                {
+                    "entity": batch[key].astype(str),
+                    "as_of": batch[as_of],
+                    "score": scores,
+                    "predicted_label": (scores >= model.threshold).astype("int32"),
+                    "model_name": model_name,
+                    "model_version": champion_version,
+                    "shadow_score": shadow_model.predict_proba(batch[names]) if shadow_model else None,
+                    "shadow_model_version": shadow_version,
+                }
+            )
+
+    return features.select(key, as_of, *names).mapInPandas(predict, PREDICTION_SCHEMA)
+
+
+@dg.asset(
+    key=PREDICTIONS.asset_key_path,
+    deps=[dg.AssetKey(FEATURES_TABLE.asset_key_path)],
+    group_name="scoring",
+    partitions_def=daily_partitions,
+    backfill_policy=single_run_backfill,
+    kinds={"spark", "delta", "mlflow"},
+    owners=[OWNER],
+    description="One prediction per entity per as-of day by the @champion (with its version), plus the "
+    "@challenger's shadow score when a challenger other than the champion exists.",
+)
+def predictions(
+    context: dg.AssetExecutionContext,
+    lakehouse: LakehouseResource,
+    feature_set: FeatureSetResource,
+    mlflow_tracking: MlflowTrackingResource,
+) -> dg.MaterializeResult:
+    mlflow_tracking.configure()
+    days = partition_days(context)
+    name = mlflow_tracking.model_name
+    contract = feature_set.contract()
+    champion_version = alias_version(name, CHAMPION)
+    if champion_version is None:
+        raise ValueError(f"predictions: model {name!r} has no @{CHAMPION} yet; run the training job first")
+    challenger_version = alias_version(name, CHALLENGER)
+    shadow_version = challenger_version if challenger_version not in (None, champion_version) else None
+    champion_model = load_churn_model(name, champion_version).to_dict()
+    shadow_model = load_churn_model(name, shadow_version).to_dict() if shadow_version else None
+    features = feature_set.read(lakehouse).where(
+        F.col(contract.as_of).between(F.lit(days[0]), F.lit(days[-1]))
+    )
+    scored = score_partition(
+        features, contract, name, champion_model, champion_version, shadow_model, shadow_version
+    )
+    scored = scored.withColumn("scored_at", F.lit(datetime.now(UTC)).cast("timestamp")).withColumn(
+        "_partition_date", F.col("as_of")
+    )
+    delta = lakehouse.delta()
+    commit = delta.replace_partitions(scored, PREDICTIONS, days[0], days[-1])
+    written = delta.read_partitions(PREDICTIONS, days[0], days[-1])
+    context.log.info(
+        f"scored {commit.num_output_rows} rows with {name} v{champion_version} (shadow: {shadow_version})"
+    )
+    return dg.MaterializeResult(
+        metadata=delta_metadata(
+            PREDICTIONS,
+            lakehouse.locator.path(PREDICTIONS),
+            commit,
+            written,
+            partitions=f"{days[0]}..{days[-1]}",
+            model_version=champion_version,
+            shadow_model_version=shadow_version or "none",
+        )
+    )

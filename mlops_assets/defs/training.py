@@ -1,0 +1,219 @@
+"""Training: the labelled, temporally split training set, and the LightGBM model tuned by Optuna, tracked
+and registered in MLflow as ``@challenger``."""
+
+import dagster as dg
+import mlflow
+import pandas as pd
+from pyspark.sql import functions as F
+
+from mlops_assets.defs.common import OWNER, code_version
+from mlops_assets.lakehouse.features import FEATURES_TABLE, LABEL_HORIZON_DAYS, churn_labels
+from mlops_assets.lakehouse.tables import TableRef
+from mlops_assets.ml.leakage import SUSPICIOUS_AUC, single_feature_auc, suspicious_features
+from mlops_assets.ml.mlflow_model import CHALLENGER, log_and_register, set_alias
+from mlops_assets.ml.training import (
+    TrialResult,
+    choose_threshold,
+    predict_proba,
+    temporal_split,
+    tune_and_train,
+)
+from mlops_assets.resources import (
+    FeatureSetResource,
+    LakehouseResource,
+    MlflowTrackingResource,
+    TrainingConfig,
+)
+
+TRAINING_SET = TableRef("ml", "training_set")
+BILLING = TableRef("gold", "fct_billing_events")
+SPLIT = "split"
+
+
+def read_training_set(lakehouse: LakehouseResource) -> pd.DataFrame:
+    """The training set as pandas: model training runs on the driver (laptop-sized, thousands of rows)."""
+    return lakehouse.delta().read(TRAINING_SET).toPandas()
+
+
+@dg.asset(
+    key=TRAINING_SET.asset_key_path,
+    deps=[dg.AssetKey(FEATURES_TABLE.asset_key_path), dg.AssetKey(BILLING.asset_key_path)],
+    group_name="training",
+    kinds={"spark", "delta"},
+    owners=[OWNER],
+    description="Labelled feature rows for as-of dates whose 30-day label window has closed, split by time "
+    "into train < valid < test. Driven by the feature-set contract.",
+)
+def training_set(
+    context: dg.AssetExecutionContext, lakehouse: LakehouseResource, feature_set: FeatureSetResource
+) -> dg.MaterializeResult:
+    contract = feature_set.contract()
+    delta = lakehouse.delta()
+    features = feature_set.read(lakehouse)
+    if contract.source is None:
+        # Built-in features: label from billing, only where the whole label window is already known.
+        billing = delta.read(BILLING)
+        last_known = billing.agg(F.max("available_date")).first()[0]
+        dates = sorted(
+            r[0]
+            for r in features.select("as_of").distinct().collect()
+            if (last_known - r[0]).days >= LABEL_HORIZON_DAYS
+        )
+        sampled = dates[::-1][:: feature_set.as_of_every_days][::-1]  # every Nth day, ending at the newest
+        if len(sampled) < 3:
+            raise ValueError(
+                f"training_set: only {len(sampled)} as-of date(s) have a closed {LABEL_HORIZON_DAYS}-day label "
+                f"window (features through {dates[-1] if dates else None}, data through {last_known}); "
+                "backfill more days"
+            )
+        features = churn_labels(features.where(F.col("as_of").isin(sampled)), billing)
+    pdf = features.select(*contract.columns).toPandas()
+    contract.validate_frame(pdf)
+    split = temporal_split(pdf, contract.as_of)
+    frames = [
+        part.assign(**{SPLIT: name})
+        for name, part in (("train", split.train), ("valid", split.valid), ("test", split.test))
+    ]
+    labelled = pd.concat(frames, ignore_index=True)
+    commit = delta.overwrite(delta.spark.createDataFrame(labelled), TRAINING_SET)
+    counts = labelled.groupby(SPLIT)[contract.label].agg(["count", "mean"])
+    context.log.info(f"training set: {len(labelled)} rows, boundaries {split.boundaries}")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(labelled),
+            "delta_version": commit.version,
+            "feature_set": f"{contract.name} v{contract.version} ({contract.fingerprint()})",
+            "split_boundaries": split.boundaries,
+            "splits": dg.MetadataValue.md(counts.rename(columns={"mean": "positive_rate"}).to_markdown()),
+            "external_source": contract.source.path if contract.source else "built-in churn features",
+        }
+    )
+
+
+@dg.asset_check(
+    asset=TRAINING_SET.asset_key_path,
+    name="no_single_feature_leak",
+    blocking=True,
+    description=f"No feature predicts the label on its own with ROC-AUC >= {SUSPICIOUS_AUC}: such a feature "
+    "almost always carries the label or the future.",
+)
+def no_single_feature_leak(
+    lakehouse: LakehouseResource, feature_set: FeatureSetResource
+) -> dg.AssetCheckResult:
+    contract = feature_set.contract()
+    df = read_training_set(lakehouse)
+    scores = single_feature_auc(df[df[SPLIT] == "train"], contract)
+    leaky = suspicious_features(scores)
+    table = "\n".join(
+        ["| feature | single-feature AUC |", "|---|---|"]
+        + [f"| {f} | {a:.3f} |" for f, a in sorted(scores.items(), key=lambda x: -x[1])]
+    )
+    return dg.AssetCheckResult(
+        passed=not leaky,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"suspicious_features": leaky, "single_feature_auc": dg.MetadataValue.md(table)},
+    )
+
+
+def _log_trial(trial: TrialResult) -> None:
+    """Each Optuna trial as a nested MLflow run under the Dagster run's parent run."""
+    with mlflow.start_run(run_name=f"trial-{trial.number:03d}", nested=True):
+        mlflow.log_params(trial.params)
+        mlflow.set_tags({"optuna_state": trial.state, "trial_number": trial.number})
+        metrics = {"duration_s": trial.duration_s}
+        if trial.value is not None:
+            metrics["valid_auc"] = trial.value
+        if trial.best_iteration is not None:
+            metrics["best_iteration"] = trial.best_iteration
+        mlflow.log_metrics(metrics)
+
+
+@dg.asset(
+    key=["ml", "churn_model"],
+    deps=[TRAINING_SET.asset_key_path],
+    group_name="training",
+    kinds={"lightgbm", "optuna", "mlflow"},
+    owners=[OWNER],
+    description="LightGBM tuned by Optuna (TPE, pruning on the validation metric), one MLflow parent run per "
+    "Dagster run with every trial as a child run, registered as a new version with alias @challenger.",
+)
+def churn_model(
+    context: dg.AssetExecutionContext,
+    config: TrainingConfig,
+    lakehouse: LakehouseResource,
+    feature_set: FeatureSetResource,
+    mlflow_tracking: MlflowTrackingResource,
+) -> dg.MaterializeResult:
+    contract = feature_set.contract()
+    df = read_training_set(lakehouse)
+    train, valid = df[df[SPLIT] == "train"], df[df[SPLIT] == "valid"]
+    dataset_fingerprint = f"{TRAINING_SET}@v{lakehouse.delta().version(TRAINING_SET)}"
+    with mlflow_tracking.parent_run(context):
+        mlflow.log_params(
+            {
+                "n_trials": config.n_trials,
+                "timeout_s": config.timeout_s,
+                "seed": config.seed,
+                "num_threads": config.num_threads,
+            }
+        )
+        mlflow.set_tags(
+            {
+                "feature_set": contract.name,
+                "feature_set_fingerprint": contract.fingerprint(),
+                "dataset_fingerprint": dataset_fingerprint,
+                "code_version": code_version(),
+            }
+        )
+
+        def on_trial(trial: TrialResult) -> None:
+            context.log.info(f"trial {trial.number}: {trial.state} valid_auc={trial.value}")
+            _log_trial(trial)
+
+        result = tune_and_train(
+            train,
+            valid,
+            contract,
+            n_trials=config.n_trials,
+            timeout_s=config.timeout_s,
+            seed=config.seed,
+            num_threads=config.num_threads,
+            on_trial=on_trial,
+        )
+        threshold = choose_threshold(valid[contract.label].to_numpy(), predict_proba(result, valid))
+        model = result.to_model(threshold)
+        summary = result.summary()
+        mlflow.log_params({f"best_{k}": v for k, v in result.best_params.items()})
+        mlflow.log_metrics(
+            {"best_valid_auc": result.best_value, "threshold": threshold, "n_pruned": summary["n_pruned"]}
+        )
+        registered = log_and_register(
+            model,
+            contract,
+            train,
+            mlflow_tracking.model_name,
+            tags={
+                "dagster_run_id": context.run.run_id,
+                "asset_partition": context.partition_key if context.has_partition_key else "unpartitioned",
+                "feature_set": f"{contract.name} v{contract.version}",
+                "feature_set_fingerprint": contract.fingerprint(),
+                "dataset_fingerprint": dataset_fingerprint,
+                "code_version": code_version(),
+                "seed": str(config.seed),
+            },
+        )
+        set_alias(registered.name, CHALLENGER, registered.version)
+    context.log.info(f"registered {registered.name} v{registered.version} as @{CHALLENGER}")
+    return dg.MaterializeResult(
+        metadata={
+            "model_name": registered.name,
+            "model_version": registered.version,
+            "mlflow_run_id": registered.run_id,
+            "best_valid_auc": result.best_value,
+            "threshold": threshold,
+            "trials": summary["n_trials"],
+            "pruned_trials": summary["n_pruned"],
+            "train_seconds": summary["train_seconds"],
+            "best_params": dg.MetadataValue.json(result.best_params),
+        }
+    )

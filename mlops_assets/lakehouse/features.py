@@ -1,0 +1,158 @@
+"""Point-in-time churn features from gold, as Spark transforms.
+
+For an as-of date T a feature may use only what the business *knew* before T: rows whose event happened
+before T **and** had arrived before T (``available_date < T``; a usage row that arrives late is invisible
+until it arrives). Each feature row carries ``max_event_date_used`` and ``max_available_date_used``, so
+the leakage check can prove it. Labels look only at the window after T and are joined at training time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from mlops_assets.lakehouse.tables import TableRef
+
+FEATURES_TABLE = TableRef("features", "churn_features")
+LABEL = "churned_30d"
+LABEL_HORIZON_DAYS = 30
+USAGE_WINDOW_DAYS = 28
+NUMERICAL_FEATURES = (
+    "tenure_days",
+    "age",
+    "monthly_fee",
+    "minutes_7d",
+    "minutes_28d",
+    "sessions_7d",
+    "sessions_28d",
+    "active_days_28d",
+    "tickets_28d",
+    "usage_trend",
+    "days_since_last_use",
+    "payment_failures_60d",
+    "refunds_60d",
+)
+CATEGORICAL_FEATURES = ("plan", "region", "acquisition_channel", "main_device")
+
+
+def as_of_frame(spark: SparkSession, as_of_dates: Sequence[date]) -> DataFrame:
+    return spark.createDataFrame([(d,) for d in as_of_dates], "as_of date")
+
+
+def _known_before(df: DataFrame, as_of: Column, date_col: str) -> DataFrame:
+    return df.where((F.col(date_col) < as_of) & (F.col("available_date") < as_of))
+
+
+def build_features(
+    as_of: DataFrame, customer_history: DataFrame, usage: DataFrame, billing: DataFrame
+) -> DataFrame:
+    """One row per (customer active at T, T) with features computed from data known before T."""
+    a = F.col("as_of")
+    # Attributes as of T: the latest version valid before T that had arrived before T.
+    versions = customer_history.alias("h").join(as_of, on=F.col("h.valid_from") < a)
+    versions = versions.where(F.col("h.available_date") < a)
+    latest = versions.groupBy("customer_id", "as_of").agg(
+        F.max_by(
+            F.struct(
+                "signup_date", "plan", "region", "age", "acquisition_channel", "monthly_fee", "available_date"
+            ),
+            "valid_from",
+        ).alias("c"),
+        F.max("valid_from").alias("attributes_from"),
+    )
+
+    # Customers who churned (cancel event known) before T are no longer in the population.
+    cancels = billing.where(F.col("event_type") == "cancel").select(
+        "customer_id", F.col("event_date").alias("cancel_date"), F.col("available_date").alias("cancel_known")
+    )
+    population = latest.join(cancels, "customer_id", "left").where(
+        F.col("cancel_known").isNull() | (F.col("cancel_known") >= a) | (F.col("cancel_date") >= a)
+    )
+
+    window_start = F.date_sub(a, USAGE_WINDOW_DAYS)
+    u = usage.join(as_of, on=(usage.event_date >= window_start) & (usage.event_date < a))
+    u = _known_before(u, a, "event_date")
+    recent = F.col("event_date") >= F.date_sub(a, 7)
+    usage_agg = u.groupBy("customer_id", "as_of").agg(
+        F.sum(F.when(recent, F.col("minutes_used"))).alias("minutes_7d"),
+        F.sum("minutes_used").alias("minutes_28d"),
+        F.sum(F.when(recent, F.col("sessions"))).alias("sessions_7d"),
+        F.sum("sessions").alias("sessions_28d"),
+        F.countDistinct(F.when(F.col("sessions") > 0, F.col("event_date"))).alias("active_days_28d"),
+        F.sum("support_tickets").alias("tickets_28d"),
+        F.max(F.when(F.col("sessions") > 0, F.col("event_date"))).alias("last_use"),
+        F.mode("device").alias("main_device"),
+        F.max("event_date").alias("usage_max_event"),
+        F.max("available_date").alias("usage_max_available"),
+    )
+
+    b = billing.join(as_of, on=(billing.event_date >= F.date_sub(a, 60)) & (billing.event_date < a))
+    b = _known_before(b, a, "event_date")
+    billing_agg = b.groupBy("customer_id", "as_of").agg(
+        F.sum(F.when(F.col("event_type") == "payment_failed", 1).otherwise(0)).alias("payment_failures_60d"),
+        F.sum(F.when(F.col("event_type") == "refund", 1).otherwise(0)).alias("refunds_60d"),
+        F.max("event_date").alias("billing_max_event"),
+        F.max("available_date").alias("billing_max_available"),
+    )
+
+    features = population.join(usage_agg, ["customer_id", "as_of"], "left").join(
+        billing_agg, ["customer_id", "as_of"], "left"
+    )
+    zero = F.lit(0)
+    return features.select(
+        "customer_id",
+        "as_of",
+        F.datediff(a, F.col("c.signup_date")).alias("tenure_days"),
+        F.col("c.age").cast("double").alias("age"),
+        F.col("c.monthly_fee").alias("monthly_fee"),
+        F.coalesce("minutes_7d", zero).cast("double").alias("minutes_7d"),
+        F.coalesce("minutes_28d", zero).cast("double").alias("minutes_28d"),
+        F.coalesce("sessions_7d", zero).cast("double").alias("sessions_7d"),
+        F.coalesce("sessions_28d", zero).cast("double").alias("sessions_28d"),
+        F.coalesce("active_days_28d", zero).cast("double").alias("active_days_28d"),
+        F.coalesce("tickets_28d", zero).cast("double").alias("tickets_28d"),
+        # Last week's usage against the 4-week weekly average: < 1 means usage is falling.
+        (F.coalesce("minutes_7d", zero) / ((F.col("minutes_28d") / 4) + F.lit(1.0))).alias("usage_trend"),
+        F.coalesce(F.datediff(a, F.col("last_use")), F.lit(USAGE_WINDOW_DAYS + 1))
+        .cast("double")
+        .alias("days_since_last_use"),
+        F.coalesce("payment_failures_60d", zero).cast("double").alias("payment_failures_60d"),
+        F.coalesce("refunds_60d", zero).cast("double").alias("refunds_60d"),
+        F.col("c.plan").alias("plan"),
+        F.col("c.region").alias("region"),
+        F.col("c.acquisition_channel").alias("acquisition_channel"),
+        F.coalesce("main_device", F.lit("none")).alias("main_device"),
+        F.greatest(
+            F.col("attributes_from").cast("date"), F.col("usage_max_event"), F.col("billing_max_event")
+        ).alias("max_event_date_used"),
+        F.greatest(
+            F.col("c.available_date"), F.col("usage_max_available"), F.col("billing_max_available")
+        ).alias("max_available_date_used"),
+    )
+
+
+def churn_labels(
+    features: DataFrame, billing: DataFrame, horizon_days: int = LABEL_HORIZON_DAYS
+) -> DataFrame:
+    """1 if the customer's cancel event falls in [T, T + horizon), else 0: only the window after T."""
+    cancels = (
+        billing.where(F.col("event_type") == "cancel")
+        .groupBy("customer_id")
+        .agg(F.min("event_date").alias("churn_date"))
+    )
+    labeled = features.join(cancels, "customer_id", "left")
+    in_window = (F.col("churn_date") >= F.col("as_of")) & (
+        F.col("churn_date") < F.date_add(F.col("as_of"), horizon_days)
+    )
+    return labeled.withColumn(LABEL, F.when(in_window, 1).otherwise(0)).drop("churn_date")
+
+
+def leakage_violations(features: DataFrame) -> int:
+    """Rows whose features used data from on or after their as-of date (must be zero)."""
+    return features.where(
+        (F.col("max_event_date_used") >= F.col("as_of"))
+        | (F.col("max_available_date_used") >= F.col("as_of"))
+    ).count()
