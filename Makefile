@@ -12,7 +12,7 @@ export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/var/mlflow/mlflow.db
 # LightGBM/OpenMP threads must not spin against the Spark JVM on a 2-core machine.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install demo test dev lint format bench clean home manifest
+.PHONY: install demo test dev lint format bench clean home manifest mlflow rollback
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,14 @@ test: install
 
 dev: install home
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# The MLflow UI on the local store (no auth: bound to 127.0.0.1 only).
+mlflow: install home
+	$(BIN)/mlflow ui --backend-store-uri "$(MLFLOW_TRACKING_URI)" --host 127.0.0.1 --port 5000
+
+# Restore the previous @champion (audited in ml/promotion_audit).
+rollback: install home
+	$(BIN)/python -m mlops_assets.cli rollback
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
