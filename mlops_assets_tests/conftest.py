@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 TEST_START = date(2026, 1, 1)
-TEST_DAYS = 6
+TEST_DAYS = 45  # enough for as-of dates whose 30-day churn label window has closed
 TEST_END = TEST_START + timedelta(days=TEST_DAYS - 1)
 _TMP = Path(tempfile.mkdtemp(prefix="mlops_assets_tests_"))
 
@@ -47,10 +47,19 @@ def spark():
 @pytest.fixture(scope="session")
 def test_resources(spark):
     """The project's resources with a small synthetic source (fast, still dirty)."""
+    from mlops_assets.defs.evaluation import PromotionPolicyConfig
     from mlops_assets.environment import build_resources
-    from mlops_assets.resources import SyntheticSourceResource
+    from mlops_assets.resources import FeatureSetResource, SyntheticSourceResource
 
-    return {**build_resources(), "source": SyntheticSourceResource(initial_customers=300, daily_signups=3)}
+    return {
+        **build_resources(),
+        "source": SyntheticSourceResource(initial_customers=300, daily_signups=3),
+        "feature_set": FeatureSetResource(as_of_every_days=2),
+        # ~150 test rows per region: group rates are noisy, so the fairness bounds are wider than the default.
+        "promotion_policy": PromotionPolicyConfig(
+            min_demographic_parity_ratio=0.2, max_equal_opportunity_difference=0.5
+        ),
+    }
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +76,7 @@ def lakehouse(test_resources):
 
 @pytest.fixture(scope="session")
 def foundation_run(test_defs):
-    """Landing -> bronze -> silver -> gold for TEST_DAYS days as one backfill run."""
+    """Landing -> bronze -> silver -> gold -> features for TEST_DAYS days as one backfill run."""
     return test_defs.resolve_job_def("daily_lakehouse").execute_in_process(
         tags=range_tags(TEST_START, TEST_END), raise_on_error=False
     )

@@ -20,6 +20,7 @@ FEATURES_TABLE = TableRef("features", "churn_features")
 LABEL = "churned_30d"
 LABEL_HORIZON_DAYS = 30
 USAGE_WINDOW_DAYS = 28
+BILLING_WINDOW_DAYS = 60
 NUMERICAL_FEATURES = (
     "tenure_days",
     "age",
@@ -40,6 +41,13 @@ CATEGORICAL_FEATURES = ("plan", "region", "acquisition_channel", "main_device")
 
 def as_of_frame(spark: SparkSession, as_of_dates: Sequence[date]) -> DataFrame:
     return spark.createDataFrame([(d,) for d in as_of_dates], "as_of date")
+
+
+def _fan_out(events: DataFrame, date_col: str, window_days: int, as_of: DataFrame) -> DataFrame:
+    """Pair each event with the as-of dates T whose window [T - window_days, T) contains it."""
+    dates = F.sequence(F.date_add(F.col(date_col), 1), F.date_add(F.col(date_col), window_days))
+    fanned = events.withColumn("as_of", F.explode(dates))
+    return fanned.join(F.broadcast(as_of), "as_of")
 
 
 def _known_before(df: DataFrame, as_of: Column, date_col: str) -> DataFrame:
@@ -72,25 +80,24 @@ def build_features(
         F.col("cancel_known").isNull() | (F.col("cancel_known") >= a) | (F.col("cancel_date") >= a)
     )
 
-    window_start = F.date_sub(a, USAGE_WINDOW_DAYS)
-    u = usage.join(as_of, on=(usage.event_date >= window_start) & (usage.event_date < a))
-    u = _known_before(u, a, "event_date")
+    # Each event feeds the as-of dates in the window after it: explode, then an equi-join with the as-of
+    # dates (a hash join, not a nested loop over every as-of date).
+    u = _known_before(_fan_out(usage, "event_date", USAGE_WINDOW_DAYS, as_of), a, "event_date")
     recent = F.col("event_date") >= F.date_sub(a, 7)
     usage_agg = u.groupBy("customer_id", "as_of").agg(
         F.sum(F.when(recent, F.col("minutes_used"))).alias("minutes_7d"),
         F.sum("minutes_used").alias("minutes_28d"),
         F.sum(F.when(recent, F.col("sessions"))).alias("sessions_7d"),
         F.sum("sessions").alias("sessions_28d"),
-        F.countDistinct(F.when(F.col("sessions") > 0, F.col("event_date"))).alias("active_days_28d"),
+        F.count(F.when(F.col("sessions") > 0, 1)).alias("active_days_28d"),  # one usage row per customer-day
         F.sum("support_tickets").alias("tickets_28d"),
         F.max(F.when(F.col("sessions") > 0, F.col("event_date"))).alias("last_use"),
-        F.mode("device").alias("main_device"),
+        F.max_by("device", "minutes_used").alias("main_device"),  # the device of the heaviest day
         F.max("event_date").alias("usage_max_event"),
         F.max("available_date").alias("usage_max_available"),
     )
 
-    b = billing.join(as_of, on=(billing.event_date >= F.date_sub(a, 60)) & (billing.event_date < a))
-    b = _known_before(b, a, "event_date")
+    b = _known_before(_fan_out(billing, "event_date", BILLING_WINDOW_DAYS, as_of), a, "event_date")
     billing_agg = b.groupBy("customer_id", "as_of").agg(
         F.sum(F.when(F.col("event_type") == "payment_failed", 1).otherwise(0)).alias("payment_failures_60d"),
         F.sum(F.when(F.col("event_type") == "refund", 1).otherwise(0)).alias("refunds_60d"),

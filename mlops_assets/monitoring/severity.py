@@ -1,0 +1,415 @@
+"""From drift statistics to decisions: column severity, dataset verdict, performance drop, action.
+
+Statistics alone do not tell anyone what to do. This module turns them into three graded levels and one
+action, with every threshold configurable and every rule stated in code:
+
+- column severity none/warn/critical: PSI is the primary signal; the Jensen-Shannon distance, a jump of
+  the null rate and values outside the reference range can each raise it too (a null spike or a unit
+  change may leave the PSI of the remaining values untouched);
+- dataset data-drift level none/moderate/significant from the number and share of drifted columns;
+- performance-drop level none/moderate/significant from a baseline and a current metric;
+- the action: an explicit table ``ACTION_MATRIX`` over (data drift, performance drop).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+from mlops_assets.monitoring.drift_stats import CurrentCounts, DriftResult, proportions
+from mlops_assets.monitoring.profile import ColumnProfile
+
+
+class Severity(StrEnum):
+    NONE = "none"
+    WARN = "warn"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_RANK[self]
+
+
+_SEVERITY_RANK = {Severity.NONE: 0, Severity.WARN: 1, Severity.CRITICAL: 2}
+
+
+class Level(StrEnum):
+    """A graded level shared by dataset data drift and performance drop."""
+
+    NONE = "none"
+    MODERATE = "moderate"
+    SIGNIFICANT = "significant"
+
+
+class Action(StrEnum):
+    NO_ACTION = "NO_ACTION"
+    MONITOR = "MONITOR"
+    INVESTIGATE = "INVESTIGATE"
+    RETRAIN = "RETRAIN"
+    RETRAIN_URGENT = "RETRAIN_URGENT"
+
+
+@dataclass(frozen=True)
+class DriftThresholds:
+    """Thresholds of column severity and of the dataset verdict; a statistic at or above a bound trips it.
+
+    PSI 0.1 / 0.25 are the industry-standard "some shift" / "major shift" bounds. The JS bounds (base 2)
+    sit slightly looser than the PSI ones (for small shifts JS ~ sqrt(PSI / 5.5), so 0.15 ~ PSI 0.12):
+    JS is a second opinion that stays finite when PSI is inflated by an almost-empty bin. KS and the
+    chi-square p-value are off by default: at production volumes their significance tests flag
+    differences far too small to matter; set them to use them.
+    """
+
+    psi_warn: float = 0.1
+    psi_critical: float = 0.25
+    js_warn: float | None = 0.15
+    js_critical: float | None = 0.25
+    ks_warn: float | None = None
+    ks_critical: float | None = None
+    chi2_p_value_warn: float | None = None
+    # Absolute change of the share of nulls (0.02 = two percentage points).
+    null_rate_change_warn: float | None = 0.02
+    null_rate_change_critical: float | None = 0.10
+    # Share of current non-null values outside the reference [min, max].
+    out_of_range_warn: float | None = 0.01
+    out_of_range_critical: float | None = 0.05
+    # Dataset verdict: a column "drifted" has severity warn or critical.
+    dataset_moderate_share: float = 0.1
+    dataset_significant_share: float = 0.3
+    dataset_significant_critical_count: int = 3
+
+    def __post_init__(self) -> None:
+        pairs = [
+            ("psi", self.psi_warn, self.psi_critical),
+            ("js", self.js_warn, self.js_critical),
+            ("ks", self.ks_warn, self.ks_critical),
+            ("null_rate_change", self.null_rate_change_warn, self.null_rate_change_critical),
+            ("out_of_range", self.out_of_range_warn, self.out_of_range_critical),
+            ("dataset_share", self.dataset_moderate_share, self.dataset_significant_share),
+        ]
+        for name, warn, critical in pairs:
+            if warn is not None and critical is not None and warn > critical:
+                raise ValueError(f"{name}: warn threshold {warn} above critical {critical}")
+
+
+@dataclass(frozen=True)
+class ColumnAssessment:
+    """A column's drift result with its severity and the rules that set it."""
+
+    result: DriftResult
+    severity: Severity
+    reasons: tuple[str, ...]
+
+    @property
+    def column(self) -> str:
+        return self.result.column
+
+    @property
+    def drifted(self) -> bool:
+        return self.severity is not Severity.NONE
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"severity": str(self.severity), "reasons": list(self.reasons), **self.result.to_dict()}
+
+
+def _grade(
+    name: str, value: float | None, warn: float | None, critical: float | None
+) -> tuple[Severity, str | None]:
+    if value is None or not math.isfinite(value):
+        return Severity.NONE, None
+    if critical is not None and value >= critical:
+        return Severity.CRITICAL, f"{name}={value:.3g}>={critical:g}"
+    if warn is not None and value >= warn:
+        return Severity.WARN, f"{name}={value:.3g}>={warn:g}"
+    return Severity.NONE, None
+
+
+def assess_column(result: DriftResult, thresholds: DriftThresholds | None = None) -> ColumnAssessment:
+    """Severity of one column: the worst grade over all configured rules."""
+    t = thresholds or DriftThresholds()
+    null_change = abs(result.null_rate_change) if result.null_rate_change is not None else None
+    grades = [
+        _grade("psi", result.psi, t.psi_warn, t.psi_critical),
+        _grade("js", result.js_distance, t.js_warn, t.js_critical),
+        _grade("ks", result.ks_statistic, t.ks_warn, t.ks_critical),
+        _grade("null_rate_change", null_change, t.null_rate_change_warn, t.null_rate_change_critical),
+        _grade("out_of_range", result.out_of_range_rate, t.out_of_range_warn, t.out_of_range_critical),
+    ]
+    p_value = result.chi2_p_value
+    if t.chi2_p_value_warn is not None and p_value is not None and p_value < t.chi2_p_value_warn:
+        grades.append((Severity.WARN, f"chi2_p={p_value:.3g}<{t.chi2_p_value_warn:g}"))
+    severity = max((g for g, _ in grades), key=lambda s: s.rank, default=Severity.NONE)
+    return ColumnAssessment(result, severity, tuple(r for _, r in grades if r is not None))
+
+
+def _sort_key(a: ColumnAssessment) -> tuple[int, float, str]:
+    return (-a.severity.rank, -(a.result.psi or 0.0), a.column)
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """The dataset-level verdict: which columns drifted and how much that is."""
+
+    columns: tuple[ColumnAssessment, ...]  # sorted: most severe first, then by PSI
+    drifted_columns: tuple[str, ...]
+    critical_columns: tuple[str, ...]
+    drift_share: float
+    level: Level
+    reference_rows: int
+    current_rows: int
+
+    @property
+    def n_columns(self) -> int:
+        return len(self.columns)
+
+    def most_drifted(self, n: int = 5) -> list[ColumnAssessment]:
+        """The ``n`` most severe drifted columns (for histograms)."""
+        return [a for a in self.columns if a.drifted][:n]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "level": str(self.level),
+            "drift_share": self.drift_share,
+            "drifted_columns": list(self.drifted_columns),
+            "critical_columns": list(self.critical_columns),
+            "reference_rows": self.reference_rows,
+            "current_rows": self.current_rows,
+            "columns": [a.to_dict() for a in self.columns],
+        }
+
+
+def dataset_level(
+    n_columns: int,
+    n_drifted: int,
+    n_critical: int,
+    thresholds: DriftThresholds | None = None,
+    critical_key_column: bool = False,
+) -> Level:
+    """Data drift level of a dataset from its counts of drifted (warn or critical) and critical columns.
+
+    significant: share drifted >= dataset_significant_share, or at least dataset_significant_critical_count
+    critical columns, or a critical key column (e.g. the model score); moderate: share drifted >=
+    dataset_moderate_share or any critical column; else none.
+    """
+    t = thresholds or DriftThresholds()
+    share = n_drifted / n_columns if n_columns else 0.0
+    if share >= t.dataset_significant_share or n_critical >= t.dataset_significant_critical_count:
+        return Level.SIGNIFICANT
+    if critical_key_column:
+        return Level.SIGNIFICANT
+    if share >= t.dataset_moderate_share or n_critical > 0:
+        return Level.MODERATE
+    return Level.NONE
+
+
+def summarize_dataset(
+    results: Iterable[DriftResult],
+    thresholds: DriftThresholds | None = None,
+    key_columns: Sequence[str] = (),
+) -> DatasetSummary:
+    """Assess every column and grade the dataset; ``key_columns`` going critical makes it significant."""
+    t = thresholds or DriftThresholds()
+    assessed = sorted((assess_column(r, t) for r in results), key=_sort_key)
+    drifted = tuple(a.column for a in assessed if a.drifted)
+    critical = tuple(a.column for a in assessed if a.severity is Severity.CRITICAL)
+    level = dataset_level(
+        len(assessed), len(drifted), len(critical), t, bool(set(critical) & set(key_columns))
+    )
+    return DatasetSummary(
+        columns=tuple(assessed),
+        drifted_columns=drifted,
+        critical_columns=critical,
+        drift_share=len(drifted) / len(assessed) if assessed else 0.0,
+        level=level,
+        reference_rows=max((a.result.reference_rows for a in assessed), default=0),
+        current_rows=max((a.result.current_rows for a in assessed), default=0),
+    )
+
+
+# --- performance and action -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PerformanceThresholds:
+    """Margins of the performance-drop level; a drop at or above a margin trips it.
+
+    ``relative``: margins are fractions of the baseline (0.05 = 5 % worse) rather than metric units.
+    ``higher_is_better``: False for losses and errors (log loss, RMSE), where an increase is a drop.
+    """
+
+    moderate_margin: float = 0.02
+    significant_margin: float = 0.05
+    higher_is_better: bool = True
+    relative: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.moderate_margin <= self.significant_margin:
+            raise ValueError("need 0 <= moderate_margin <= significant_margin")
+
+
+def performance_drop(
+    baseline: float, current: float, thresholds: PerformanceThresholds | None = None
+) -> float:
+    """How much worse current is than baseline, positive when worse, in the thresholds' units."""
+    t = thresholds or PerformanceThresholds()
+    drop = baseline - current if t.higher_is_better else current - baseline
+    if t.relative:
+        return drop / abs(baseline) if baseline != 0 else (math.inf if drop > 0 else 0.0)
+    return drop
+
+
+def performance_drop_level(
+    baseline: float | None, current: float | None, thresholds: PerformanceThresholds | None = None
+) -> Level:
+    """Performance-drop level; none when either metric is unknown (labels arrive later than features)."""
+    t = thresholds or PerformanceThresholds()
+    if baseline is None or current is None or not (math.isfinite(baseline) and math.isfinite(current)):
+        return Level.NONE
+    drop = performance_drop(baseline, current, t)
+    if drop >= t.significant_margin:
+        return Level.SIGNIFICANT
+    if drop >= t.moderate_margin:
+        return Level.MODERATE
+    return Level.NONE
+
+
+# Rows: data drift level; columns: performance drop level. Read as "what do we do on Monday".
+# Drift without a performance drop is a warning sign, not a reason to retrain (the model may be robust to
+# it); a performance drop without drift points at concept drift or a label problem, so look first unless
+# it is large; any significant drop retrains, and both significant retrains urgently.
+ACTION_MATRIX: Mapping[tuple[Level, Level], Action] = MappingProxyType(
+    {
+        # (data drift,       performance drop):  action
+        (Level.NONE, Level.NONE): Action.NO_ACTION,
+        (Level.MODERATE, Level.NONE): Action.MONITOR,
+        (Level.SIGNIFICANT, Level.NONE): Action.INVESTIGATE,
+        (Level.NONE, Level.MODERATE): Action.INVESTIGATE,
+        (Level.MODERATE, Level.MODERATE): Action.RETRAIN,
+        (Level.SIGNIFICANT, Level.MODERATE): Action.RETRAIN,
+        (Level.NONE, Level.SIGNIFICANT): Action.RETRAIN,
+        (Level.MODERATE, Level.SIGNIFICANT): Action.RETRAIN,
+        (Level.SIGNIFICANT, Level.SIGNIFICANT): Action.RETRAIN_URGENT,
+    }
+)
+
+
+def recommend_action(data_drift: Level, performance: Level) -> Action:
+    return ACTION_MATRIX[(Level(data_drift), Level(performance))]
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """Everything a monitoring run decides: the dataset summary, the performance drop and the action."""
+
+    summary: DatasetSummary
+    performance_level: Level
+    action: Action
+    metric_name: str = "metric"
+    baseline_metric: float | None = None
+    current_metric: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action": str(self.action),
+            "data_drift_level": str(self.summary.level),
+            "performance_level": str(self.performance_level),
+            "metric_name": self.metric_name,
+            "baseline_metric": self.baseline_metric,
+            "current_metric": self.current_metric,
+            "summary": self.summary.to_dict(),
+            **({"extra": self.extra} if self.extra else {}),
+        }
+
+
+def build_report(
+    summary: DatasetSummary,
+    baseline_metric: float | None = None,
+    current_metric: float | None = None,
+    metric_name: str = "metric",
+    performance_thresholds: PerformanceThresholds | None = None,
+) -> DriftReport:
+    level = performance_drop_level(baseline_metric, current_metric, performance_thresholds)
+    return DriftReport(
+        summary=summary,
+        performance_level=level,
+        action=recommend_action(summary.level, level),
+        metric_name=metric_name,
+        baseline_metric=baseline_metric,
+        current_metric=current_metric,
+    )
+
+
+# --- rendering -------------------------------------------------------------------------------------------
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def render_markdown(report: DriftReport) -> str:
+    """The report as Markdown: the decision first, then one row per column, most severe first."""
+    s = report.summary
+    metric = ""
+    if report.baseline_metric is not None or report.current_metric is not None:
+        metric = f" ({report.metric_name} {_fmt(report.baseline_metric)} -> {_fmt(report.current_metric)})"
+    lines = [
+        f"## Drift report: {report.action}",
+        "",
+        f"- data drift: **{s.level}** -- {len(s.drifted_columns)}/{s.n_columns} columns drifted "
+        f"({_pct(s.drift_share)}), {len(s.critical_columns)} critical",
+        f"- performance drop: **{report.performance_level}**{metric}",
+        f"- rows: reference {s.reference_rows:,}, current {s.current_rows:,}",
+        "",
+        "| column | kind | severity | PSI | JS | KS | chi2 p | null rate ref -> cur | out of range | reasons |",
+        "|---|---|---|---:|---:|---:|---:|---|---:|---|",
+    ]
+    for a in s.columns:  # already sorted by severity, then PSI
+        r = a.result
+        p_value = "-" if r.chi2_p_value is None else f"{r.chi2_p_value:.2g}"
+        lines.append(
+            f"| {r.column} | {r.kind} | {a.severity} | {_fmt(r.psi)} | {_fmt(r.js_distance)} "
+            f"| {_fmt(r.ks_statistic)} | {p_value} | {_pct(r.reference_null_rate)} -> {_pct(r.current_null_rate)} "
+            f"| {_pct(r.out_of_range_rate)} | {'; '.join(a.reasons) or '-'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def histogram_png(profile_col: ColumnProfile, current_counts: CurrentCounts | Sequence[int]) -> bytes:
+    """Reference vs current bin proportions of one column as a PNG (for the most drifted columns).
+
+    Draws on an Agg canvas created here (no pyplot, no global backend switch), so it works in headless
+    workers and threads and leaves the process' matplotlib state alone.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    counts = current_counts.counts if isinstance(current_counts, CurrentCounts) else tuple(current_counts)
+    if len(counts) != profile_col.n_bins:
+        raise ValueError(f"{profile_col.name}: {len(counts)} counts for {profile_col.n_bins} bins")
+    ref, cur = proportions(profile_col.counts), proportions(counts)
+    labels = profile_col.bin_labels()
+    xs = range(len(labels))
+    fig = Figure(figsize=(max(6.0, 0.45 * len(labels)), 3.6), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    width = 0.4
+    ax.bar([x - width / 2 for x in xs], ref, width, label="reference", color="#4c72b0")
+    ax.bar([x + width / 2 for x in xs], cur, width, label="current", color="#dd8452")
+    ax.set_xticks(list(xs), labels, rotation=45, ha="right", fontsize=7)
+    ax.set_ylabel("share of non-null values")
+    ax.set_title(f"{profile_col.name} ({profile_col.kind})")
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()

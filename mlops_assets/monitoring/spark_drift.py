@@ -1,0 +1,249 @@
+"""Drift of a Spark DataFrame against a reference profile, in one aggregation pass.
+
+The current data can be far larger than the driver, so nothing row-level leaves the executors. One
+job does all the counting: every column is mapped to a bucket index per row, the (column, bucket) pairs
+are counted by a single ``groupBy().agg``, and only that aggregate (columns x bins rows) is collected.
+The statistics are then the numpy reference implementation applied to those counts
+(``drift_stats.compute_drift``), so the Spark and numpy paths cannot disagree on the formulas.
+
+How a row is bucketed, and why this shape (measured on 1M rows x 25 columns, local[2]):
+- numerical: Spark ML's ``Bucketizer`` -- a JVM binary search over the splits, no Python UDF. The splits
+  are the profile's edges plus the valid range's bounds, so one bucket index tells both the profile bin
+  and whether the value is out of range. A CASE WHEN chain per column was 3-4x slower: 25 inlined chains
+  make whole-stage generated methods too large for the JIT, and the edges inlined as literals force a
+  fresh (seconds-long) compilation for every profile; the Bucketizer's splits are data, not code.
+- categorical: ``array_position`` over the vocabulary (0 = not in it, i.e. ``__other__``).
+- counting: ``stack`` the (column, bucket, value) triples and group by (column, bucket) -- a handful of
+  aggregate functions instead of one conditional count per bin (hundreds of ``count(when(bin = j))``
+  exceed the codegen field limit and ran 2-3x slower).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mlops_assets.monitoring.drift_stats import CurrentCounts, DriftResult, compute_drift
+from mlops_assets.monitoring.profile import ColumnProfile, NumericalProfile, ReferenceProfile, finite_or_none
+from mlops_assets.monitoring.severity import DatasetSummary, DriftThresholds, summarize_dataset
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+
+def source_column(name: str) -> Column:
+    """A column by its exact name: back-quoted, so dots and spaces are not read as struct access."""
+    from pyspark.sql import functions as F
+
+    return F.col("`" + name.replace("`", "``") + "`")
+
+
+def numeric_value(name: str) -> Column:
+    """A numerical column as double with NaN turned into null: both are "missing" in the profile contract."""
+    from pyspark.sql import functions as F
+
+    x = source_column(name).cast("double")
+    return F.when(F.isnan(x), F.lit(None).cast("double")).otherwise(x)
+
+
+@dataclass(frozen=True)
+class _Buckets:
+    """Splits of one numerical column and, per bucket, its profile bin and whether it is out of range."""
+
+    splits: tuple[float, ...]
+    bin_of: tuple[int, ...]
+    out_of_range: tuple[bool, ...] = field(default=())
+
+
+def numerical_buckets(col: NumericalProfile, with_range: bool = True) -> _Buckets:
+    """The profile's edges refined by the valid range: [-inf, min) and (max, +inf] become own buckets.
+
+    Every profile edge is a split, so each bucket lies inside exactly one profile bin; left-closed
+    buckets match the profile's left-closed bins, and ``nextafter(max)`` as the last lower bound makes
+    the top bucket exactly ``x > max``.
+    """
+    splits = set(col.edges)
+    lo = hi = None
+    if with_range and col.valid_min is not None and col.valid_max is not None:
+        lo, hi = col.valid_min, math.nextafter(col.valid_max, math.inf)
+        splits |= {lo, hi}
+    ordered = sorted(splits)
+    lows = np.asarray(ordered[:-1])
+    bin_of = np.searchsorted(np.asarray(col.inner_edges, dtype="float64"), lows, side="right")
+    out = tuple(
+        bool(lo is not None and hi is not None and (upper <= lo or lower >= hi))
+        for lower, upper in itertools.pairwise(ordered)
+    )
+    return _Buckets(tuple(ordered), tuple(int(b) for b in bin_of), out)
+
+
+def _bucketized(
+    profile: ReferenceProfile, df: DataFrame, with_range: bool
+) -> tuple[DataFrame, list[_Buckets | None]]:
+    """``df`` reduced to ``x{i}`` (numerical value) and ``b{i}`` (bucket index, null when missing)."""
+    from pyspark.sql import functions as F
+
+    cols = list(profile.columns.values())
+    missing = [c.name for c in cols if c.name not in df.columns]
+    if missing:
+        raise ValueError(f"profiled columns missing from the data: {missing}")
+
+    selected: list[Column] = []
+    buckets: list[_Buckets | None] = []
+    to_bucketize: list[int] = []
+    for i, col in enumerate(cols):
+        if isinstance(col, NumericalProfile):
+            b = numerical_buckets(col, with_range)
+            buckets.append(b)
+            selected.append(numeric_value(col.name).alias(f"x{i}"))
+            if len(b.splits) >= 3:  # Bucketizer needs at least two buckets
+                to_bucketize.append(i)
+            else:  # an all-null reference column has a single bin
+                selected.append(F.when(numeric_value(col.name).isNotNull(), 0).cast("int").alias(f"b{i}"))
+        else:
+            buckets.append(None)
+            vocab = (
+                F.array(*[F.lit(v) for v in col.vocabulary])
+                if col.vocabulary
+                else F.array().cast("array<string>")
+            )
+            selected.append(
+                F.array_position(vocab, source_column(col.name).cast("string")).cast("int").alias(f"b{i}")
+            )
+    out = df.select(*selected)
+    if to_bucketize:
+        from pyspark.ml.feature import Bucketizer
+
+        bucketizer = Bucketizer(
+            splitsArray=[list(buckets[i].splits) for i in to_bucketize],  # type: ignore[union-attr]
+            inputCols=[f"x{i}" for i in to_bucketize],
+            outputCols=[f"bd{i}" for i in to_bucketize],
+            handleInvalid="keep",  # NaN cannot occur (numeric_value nulls it); nulls stay null
+        )
+        out = bucketizer.transform(out)
+        out = out.select(*out.columns, *[F.col(f"bd{i}").cast("int").alias(f"b{i}") for i in to_bucketize])
+    return out, buckets
+
+
+@dataclass
+class _Acc:
+    counts: list[int]
+    nulls: int = 0
+    out_of_range: int = 0
+    n: int = 0
+    mean_sum: float = 0.0
+    m2_parts: list[tuple[int, float, float]] = field(default_factory=list)  # (n, mean, var_pop) per group
+    lo: float | None = None
+    hi: float | None = None
+
+
+def _count_query(
+    profile: ReferenceProfile, df: DataFrame, with_range: bool, moments: bool
+) -> tuple[DataFrame, list[_Buckets | None]]:
+    from pyspark.sql import functions as F
+
+    cols: list[ColumnProfile] = list(profile.columns.values())
+    bucketed, buckets = _bucketized(profile, df, with_range)
+    triples = ", ".join(
+        f"{i}, b{i}, " + (f"x{i}" if isinstance(c, NumericalProfile) else "CAST(NULL AS DOUBLE)")
+        for i, c in enumerate(cols)
+    )
+    stacked = bucketed.selectExpr(f"stack({len(cols)}, {triples}) AS (k, b, x)")
+    aggs = [F.count(F.lit(1)).alias("n"), F.avg("x").alias("mean")]
+    if moments:  # only the reference needs them; ~20 % of the pass
+        aggs += [F.var_pop("x").alias("var"), F.min("x").alias("lo"), F.max("x").alias("hi")]
+    return stacked.groupBy("k", "b").agg(*aggs), buckets
+
+
+def count_query(
+    profile: ReferenceProfile, df: DataFrame, with_range: bool = True, moments: bool = False
+) -> DataFrame:
+    """The aggregation ``count_pass`` runs: one row per (column index k, bucket b) with count and moments.
+
+    Exposed so its plan can be inspected (one scan of ``df``, no Python UDF).
+    """
+    return _count_query(profile, df, with_range, moments)[0]
+
+
+def count_pass(
+    profile: ReferenceProfile, df: DataFrame, with_range: bool = True, moments: bool = False
+) -> dict[str, CurrentCounts]:
+    """Count every profiled column of ``df`` over its bins in one aggregation job; collect its small result.
+
+    Numerical columns also get their exact mean, and with ``moments`` their std, min and max (combined
+    from per-bucket moments), which the reference profile needs. ``with_range=False`` skips out-of-range
+    counting (the reference pass: its range is not known yet).
+    """
+    cols: list[ColumnProfile] = list(profile.columns.values())
+    if not cols:
+        return {}
+    grouped, buckets = _count_query(profile, df, with_range, moments)
+    accs = [_Acc(counts=[0] * c.n_bins) for c in cols]
+    for row in grouped.collect():
+        k, b, n = int(row["k"]), row["b"], int(row["n"])
+        acc, col = accs[k], cols[k]
+        if b is None:
+            acc.nulls += n
+            continue
+        if isinstance(col, NumericalProfile):
+            bk = buckets[k]
+            assert bk is not None
+            acc.counts[bk.bin_of[b]] += n
+            if bk.out_of_range[b]:
+                acc.out_of_range += n
+            acc.n += n
+            acc.mean_sum += n * row["mean"]
+            if moments:
+                acc.m2_parts.append((n, row["mean"], row["var"] or 0.0))
+                acc.lo = row["lo"] if acc.lo is None else min(acc.lo, row["lo"])
+                acc.hi = row["hi"] if acc.hi is None else max(acc.hi, row["hi"])
+        else:
+            acc.counts[b - 1 if b > 0 else len(acc.counts) - 1] += n
+
+    result: dict[str, CurrentCounts] = {}
+    for col, acc in zip(cols, accs, strict=True):
+        rows = acc.nulls + sum(acc.counts)  # every row yields one bucket (or null) per column
+        mean = std = None
+        if acc.n:
+            mean = acc.mean_sum / acc.n
+            # Chan et al.: combine per-bucket (n, mean, var) without the cancellation of sum-of-squares.
+            m2 = sum(n * (var + (m - mean) ** 2) for n, m, var in acc.m2_parts)
+            std = math.sqrt(m2 / (acc.n - 1)) if moments and acc.n > 1 else None
+        result[col.name] = CurrentCounts(
+            column=col.name,
+            counts=tuple(acc.counts),
+            null_count=acc.nulls,
+            total=rows,
+            out_of_range_count=acc.out_of_range,
+            mean=finite_or_none(mean),
+            std=finite_or_none(std),
+            min=finite_or_none(acc.lo),
+            max=finite_or_none(acc.hi),
+        )
+    return result
+
+
+@dataclass(frozen=True)
+class SparkDriftOutcome:
+    """Per-column drift results and the dataset-level summary of one current dataset."""
+
+    results: dict[str, DriftResult]
+    summary: DatasetSummary
+
+
+def compute_drift_spark(
+    profile: ReferenceProfile,
+    df: DataFrame,
+    thresholds: DriftThresholds | None = None,
+    key_columns: Sequence[str] = (),
+) -> SparkDriftOutcome:
+    """Drift of every profiled column of ``df``: one Spark aggregation, then the numpy statistics."""
+    counts = count_pass(profile, df)
+    results = {name: compute_drift(col, counts[name]) for name, col in profile.columns.items()}
+    summary = summarize_dataset(results.values(), thresholds or DriftThresholds(), key_columns=key_columns)
+    return SparkDriftOutcome(results=results, summary=summary)

@@ -1,0 +1,257 @@
+"""End to end on the small test lakehouse: train -> evaluate -> gated promotion -> scoring -> rollback, with a
+real MLflow tracking store and registry, and the ML stages pointed at an external feature table by config.
+
+The tests run in file order and build on each other (the registry is shared state, as in production).
+"""
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import dagster as dg
+import mlflow
+import pytest
+import yaml
+from mlflow import MlflowClient
+from pyspark.sql import functions as F
+
+from mlops_assets.lakehouse.tables import TableRef
+from mlops_assets.ml.evaluation import SECTIONS
+from mlops_assets.ml.mlflow_model import CHALLENGER, CHAMPION, alias_version, log_and_register, set_alias
+from mlops_assets.ml.training import tune_and_train
+from mlops_assets_tests.conftest import TEST_END, range_tags
+
+MODEL = "churn_model"
+AUDIT = TableRef("ml", "promotion_audit")
+FAST_TRAINING = {"ops": {"ml__churn_model": {"config": {"n_trials": 4, "seed": 7}}}}
+
+
+def _checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {
+        e.event_specific_data.check_name: e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+
+
+def _materialized(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
+    return {
+        e.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
+
+
+@pytest.fixture(scope="module")
+def first_training(foundation_run, test_defs, test_resources):
+    assert foundation_run.success
+    test_resources["mlflow_tracking"].configure()
+    return test_defs.resolve_job_def("train_evaluate_promote").execute_in_process(
+        run_config=FAST_TRAINING, raise_on_error=False
+    )
+
+
+def test_training_registers_a_version_with_trials_as_child_runs(first_training):
+    assert first_training.success
+    model = _materialized(first_training)["ml/churn_model"]
+    version = model["model_version"].value
+    client = MlflowClient()
+    mv = client.get_model_version(MODEL, version)
+    for tag in (
+        "dagster_run_id",
+        "feature_set",
+        "feature_set_fingerprint",
+        "dataset_fingerprint",
+        "code_version",
+    ):
+        assert mv.tags.get(tag), tag
+    assert mv.tags["dagster_run_id"] == first_training.run_id
+    parent = client.get_run(mv.run_id)
+    assert parent.data.tags["dagster_run_id"] == first_training.run_id
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{mv.run_id}'"
+    )
+    assert len(children) == 4
+    assert {c.data.tags["optuna_state"] for c in children} <= {"COMPLETE", "PRUNED"}
+    assert "best_valid_auc" in parent.data.metrics and "seed" in parent.data.params
+    assert alias_version(MODEL, CHALLENGER) == version
+
+
+def test_first_model_beating_the_baseline_becomes_champion(first_training, lakehouse):
+    gate = _checks(first_training)["promotion_gate"]
+    assert gate.passed, gate.metadata["reasons"].value
+    version = _materialized(first_training)["ml/churn_model"]["model_version"].value
+    assert alias_version(MODEL, CHAMPION) == version
+    audit = lakehouse.read(AUDIT).collect()
+    assert [(r["decision"], r["to_version"]) for r in audit] == [("promoted", version)]
+
+
+def test_evaluation_report_has_every_section_in_ui_and_mlflow(first_training):
+    report = _materialized(first_training)["ml/evaluation_report"]
+    markdown = report["report"].value
+    for section in SECTIONS:
+        assert f"## {section}" in markdown, section
+    assert "data:image/png;base64," in markdown
+    assert (
+        "Intended use" in report["model_card"].value or "intended use" in report["model_card"].value.lower()
+    )
+    artifacts = {a.path for a in MlflowClient().list_artifacts(report["mlflow_run_id"].value, "evaluation")}
+    assert {"evaluation/report.md", "evaluation/model_card.md", "evaluation/roc_curve.png"} <= artifacts
+    metrics = MlflowClient().get_run(report["mlflow_run_id"].value).data.metrics
+    assert metrics["test_roc_auc_ci_low"] <= metrics["test_roc_auc"] <= metrics["test_roc_auc_ci_high"]
+
+
+def test_training_is_reproducible_for_the_same_inputs_and_seed(first_training, test_defs):
+    again = test_defs.resolve_job_def("train_evaluate_promote").execute_in_process(
+        run_config=FAST_TRAINING, raise_on_error=False
+    )
+    assert again.success
+    first, second = (_materialized(r)["ml/churn_model"] for r in (first_training, again))
+    assert first["best_valid_auc"].value == second["best_valid_auc"].value
+    assert first["best_params"].value == second["best_params"].value
+    # An equally good challenger is non-inferior: it is promoted.
+    assert _checks(again)["promotion_gate"].passed
+    assert alias_version(MODEL, CHAMPION) == second["model_version"].value
+
+
+def test_gate_refuses_a_worse_challenger_and_audits_it(first_training, test_defs, test_resources, lakehouse):
+    from mlops_assets.defs.training import read_training_set
+
+    champion_before = alias_version(MODEL, CHAMPION)
+    contract = test_resources["feature_set"].contract()
+    df = read_training_set(test_resources["lakehouse"])
+    train, valid = df[df["split"] == "train"].copy(), df[df["split"] == "valid"].copy()
+    # A genuinely worse model: trained on labels shuffled so it learns nothing.
+    train[contract.label] = train[contract.label].sample(frac=1.0, random_state=1).to_numpy()
+    noise = tune_and_train(train, valid, contract, n_trials=1, seed=1)
+    with mlflow.start_run(run_name="worse-challenger"):
+        bad = log_and_register(
+            noise.to_model(0.5),
+            contract,
+            train,
+            MODEL,
+            tags={
+                "dagster_run_id": "test",
+                "feature_set": "churn_features v1",
+                "feature_set_fingerprint": contract.fingerprint(),
+                "dataset_fingerprint": "test",
+            },
+        )
+    set_alias(MODEL, CHALLENGER, bad.version)
+
+    result = test_defs.resolve_job_def("train_evaluate_promote").execute_in_process(
+        asset_selection=[dg.AssetKey(["ml", "evaluation_report"]), dg.AssetKey(["ml", "champion"])],
+        raise_on_error=False,
+    )
+    gate = _checks(result)["promotion_gate"]
+    assert not gate.passed and gate.severity == dg.AssetCheckSeverity.ERROR
+    assert "FAIL" in gate.metadata["reasons"].value
+    assert "ml/champion" not in _materialized(result)
+    assert alias_version(MODEL, CHAMPION) == champion_before
+    refused = lakehouse.read(AUDIT).where(F.col("decision") == "refused").collect()
+    assert [(r["from_version"], r["to_version"]) for r in refused] == [(champion_before, bad.version)]
+    assert any("roc_auc" in reason for reason in refused[0]["reasons"])
+
+
+def test_scoring_writes_one_row_per_entity_per_day_with_shadow_scores(first_training, test_defs, lakehouse):
+    start = TEST_END - timedelta(days=1)
+    result = test_defs.resolve_job_def("daily_scoring").execute_in_process(
+        tags=range_tags(start, TEST_END), raise_on_error=False
+    )
+    assert result.success
+    predictions = lakehouse.read(TableRef("ml", "predictions"))
+    features = lakehouse.read(TableRef("features", "churn_features")).where(F.col("as_of") >= start)
+    assert predictions.count() == features.count() > 0
+    assert predictions.select("entity", "as_of").distinct().count() == predictions.count()
+    assert {r[0] for r in predictions.select("model_version").distinct().collect()} == {
+        alias_version(MODEL, CHAMPION)
+    }
+    # The refused challenger still scores in shadow, so the two can be compared on live data.
+    assert predictions.where("shadow_score IS NULL").count() == 0
+    assert {r[0] for r in predictions.select("shadow_model_version").distinct().collect()} == {
+        alias_version(MODEL, CHALLENGER)
+    }
+    assert predictions.where("score < 0 OR score > 1").count() == 0
+
+
+def test_rollback_restores_the_previous_champion(first_training, test_defs, lakehouse):
+    current = alias_version(MODEL, CHAMPION)
+    promoted = lakehouse.read(AUDIT).where(
+        (F.col("decision") == "promoted") & (F.col("to_version") == current)
+    )
+    previous = promoted.first()["from_version"]
+    assert previous is not None
+    result = test_defs.resolve_job_def("rollback_champion").execute_in_process()
+    assert result.success
+    assert alias_version(MODEL, CHAMPION) == previous
+    rollback = lakehouse.read(AUDIT).where(F.col("decision") == "rollback").collect()
+    assert [(r["from_version"], r["to_version"]) for r in rollback] == [(current, previous)]
+
+
+def _external_table(tmp_path: Path, lakehouse, leaky: bool) -> Path:
+    """Export the built-in training data to Parquet with a contract: the 'bring your own table' path."""
+    from mlops_assets.resources import DEFAULT_CONTRACT
+
+    table = lakehouse.read(TableRef("ml", "training_set")).drop("split")
+    if leaky:
+        table = table.withColumn("days_to_cancel", F.col("churned_30d") * 10 + F.rand(seed=3))
+    path = tmp_path / ("leaky" if leaky else "clean")
+    table.write.mode("overwrite").parquet(str(path / "features.parquet"))
+    contract = yaml.safe_load(DEFAULT_CONTRACT.read_text())
+    contract["name"] = "my_churn_features"
+    contract["source"] = {"format": "parquet", "path": str(path / "features.parquet")}
+    if leaky:
+        contract["features"].append({"name": "days_to_cancel", "kind": "numerical"})
+    (path / "contract.yaml").write_text(yaml.safe_dump(contract))
+    return path / "contract.yaml"
+
+
+def test_ml_stages_run_on_an_external_feature_table_by_config_alone(
+    first_training, test_resources, lakehouse, tmp_path
+):
+    from mlops_assets.definitions import build_defs
+    from mlops_assets.resources import FeatureSetResource
+
+    contract_path = _external_table(tmp_path, lakehouse, leaky=False)
+    defs = build_defs({**test_resources, "feature_set": FeatureSetResource(contract_path=str(contract_path))})
+    result = defs.resolve_job_def("train_evaluate_promote").execute_in_process(
+        run_config=FAST_TRAINING, raise_on_error=False
+    )
+    assert result.success
+    version = _materialized(result)["ml/churn_model"]["model_version"].value
+    assert MlflowClient().get_model_version(MODEL, version).tags["feature_set"] == "my_churn_features v1"
+    assert "features.parquet" in _materialized(result)["ml/training_set"]["external_source"].value
+
+
+def test_a_planted_leaky_feature_is_caught_and_blocks_training(
+    first_training, test_resources, lakehouse, tmp_path
+):
+    from mlops_assets.definitions import build_defs
+    from mlops_assets.resources import FeatureSetResource
+
+    contract_path = _external_table(tmp_path, lakehouse, leaky=True)
+    defs = build_defs({**test_resources, "feature_set": FeatureSetResource(contract_path=str(contract_path))})
+    result = defs.resolve_job_def("train_evaluate_promote").execute_in_process(
+        run_config=FAST_TRAINING, raise_on_error=False
+    )
+    leak = _checks(result)["no_single_feature_leak"]
+    assert not leak.passed
+    assert leak.metadata["suspicious_features"].value == ["days_to_cancel"]
+    assert "ml/churn_model" not in _materialized(result)
+
+
+def test_a_contract_that_does_not_match_its_table_names_the_column(test_resources, lakehouse, tmp_path):
+    from mlops_assets.ml.contract import ContractError
+    from mlops_assets.resources import FeatureSetResource
+
+    contract_path = _external_table(tmp_path, lakehouse, leaky=False)
+    contract = yaml.safe_load(contract_path.read_text())
+    contract["features"].append({"name": "lifetime_value", "kind": "numerical"})
+    contract["features"] = [
+        {**f, "kind": "categorical"} if f["name"] == "minutes_7d" else f for f in contract["features"]
+    ]
+    contract_path.write_text(yaml.safe_dump(contract))
+    with pytest.raises(ContractError) as error:
+        FeatureSetResource(contract_path=str(contract_path)).read(test_resources["lakehouse"])
+    assert "lifetime_value" in str(error.value) and "missing" in str(error.value)
+    assert "minutes_7d" in str(error.value)
+    json.dumps(error.value.problems)  # problems are plain strings, ready for the UI
