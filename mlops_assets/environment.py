@@ -9,6 +9,7 @@ from dagster_dbt import DbtCliResource
 
 from mlops_assets.defs.evaluation import PromotionPolicyConfig
 from mlops_assets.defs.gold import dbt_project
+from mlops_assets.defs.monitoring import MonitoringConfig, RetrainGuardrails
 from mlops_assets.resources import (
     FeatureSetResource,
     LakehouseResource,
@@ -31,6 +32,8 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
         "feature_set": FeatureSetResource(),
         "mlflow_tracking": MlflowTrackingResource(tracking_uri=settings.mlflow_tracking_uri),
         "promotion_policy": PromotionPolicyConfig(),
+        "monitoring": MonitoringConfig(),
+        "retrain_guardrails": RetrainGuardrails(),
         "dbt": DbtCliResource(
             project_dir=dbt_project,
             # The dbt of this interpreter's environment, whether or not the venv is on PATH.

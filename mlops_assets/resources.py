@@ -12,7 +12,7 @@ from pydantic import Field, field_validator
 from pyspark.sql import DataFrame, SparkSession
 
 from mlops_assets.lakehouse.delta_io import DeltaLakehouse
-from mlops_assets.lakehouse.features import FEATURES_TABLE
+from mlops_assets.lakehouse.features import FEATURES_TABLE, USAGE_WINDOW_DAYS
 from mlops_assets.lakehouse.spark import build_local_session
 from mlops_assets.lakehouse.tables import TableLocator
 from mlops_assets.ml.contract import FeatureSetContract
@@ -110,6 +110,8 @@ class FeatureSetResource(dg.ConfigurableResource):
 
     contract_path: str = str(DEFAULT_CONTRACT)
     as_of_every_days: int = Field(default=7, ge=1)
+    # As-of dates this close to the start of the data have truncated usage windows: not training material.
+    warmup_days: int = Field(default=USAGE_WINDOW_DAYS, ge=0)
 
     def contract(self) -> FeatureSetContract:
         return FeatureSetContract.from_yaml(self.contract_path)

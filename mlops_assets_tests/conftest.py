@@ -54,7 +54,7 @@ def test_resources(spark):
     return {
         **build_resources(),
         "source": SyntheticSourceResource(initial_customers=300, daily_signups=3),
-        "feature_set": FeatureSetResource(as_of_every_days=2),
+        "feature_set": FeatureSetResource(as_of_every_days=2, warmup_days=7),
         # ~150 test rows per region: group rates are noisy, so the fairness bounds are wider than the default.
         "promotion_policy": PromotionPolicyConfig(
             min_demographic_parity_ratio=0.2, max_equal_opportunity_difference=0.5

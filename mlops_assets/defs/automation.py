@@ -8,6 +8,7 @@ from mlops_assets.defs.evaluation import evaluation_report
 from mlops_assets.defs.features import churn_features
 from mlops_assets.defs.gold import gold_dbt_models
 from mlops_assets.defs.ingestion import LANDING_FILES, bronze_assets
+from mlops_assets.defs.monitoring import DRIFT_REPORT_KEY, REFERENCE_PROFILE_KEY
 from mlops_assets.defs.registry import champion
 from mlops_assets.defs.scoring import predictions
 from mlops_assets.defs.silver import SILVER_KEYS, silver_assets
@@ -26,15 +27,18 @@ daily_lakehouse_job = dg.define_asset_job(
 
 training_job = dg.define_asset_job(
     name="train_evaluate_promote",
-    selection=dg.AssetSelection.assets(training_set, churn_model, evaluation_report, champion),
-    description="Training set -> LightGBM/Optuna -> evaluation report -> gated promotion of @champion.",
+    selection=dg.AssetSelection.assets(
+        training_set, churn_model, evaluation_report, champion, REFERENCE_PROFILE_KEY
+    ),
+    description="Training set -> LightGBM/Optuna -> evaluation report -> gated promotion of @champion -> the "
+    "champion's reference profile.",
 )
 
 scoring_job = dg.define_asset_job(
     name="daily_scoring",
-    selection=dg.AssetSelection.assets(predictions),
+    selection=dg.AssetSelection.assets(predictions, DRIFT_REPORT_KEY),
     partitions_def=daily_partitions,
-    description="Score the day's features with @champion (and @challenger in shadow).",
+    description="Score the day's features with @champion (and @challenger in shadow), then its drift report.",
 )
 
 # Each day at 01:00 UTC, materialize the day that just ended.

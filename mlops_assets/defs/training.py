@@ -7,7 +7,11 @@ import pandas as pd
 from pyspark.sql import functions as F
 
 from mlops_assets.defs.common import OWNER, code_version
-from mlops_assets.lakehouse.features import FEATURES_TABLE, LABEL_HORIZON_DAYS, churn_labels
+from mlops_assets.lakehouse.features import (
+    FEATURES_TABLE,
+    LABEL_HORIZON_DAYS,
+    churn_labels,
+)
 from mlops_assets.lakehouse.tables import TableRef
 from mlops_assets.ml.leakage import SUSPICIOUS_AUC, single_feature_auc, suspicious_features
 from mlops_assets.ml.mlflow_model import CHALLENGER, log_and_register, set_alias
@@ -53,11 +57,13 @@ def training_set(
     if contract.source is None:
         # Built-in features: label from billing, only where the whole label window is already known.
         billing = delta.read(BILLING)
-        last_known = billing.agg(F.max("available_date")).first()[0]
+        first_known, last_known = billing.agg(F.min("available_date"), F.max("available_date")).first()
+        # As-of dates need a full usage window behind them (warm-up) and a closed label window after them.
         dates = sorted(
             r[0]
             for r in features.select("as_of").distinct().collect()
             if (last_known - r[0]).days >= LABEL_HORIZON_DAYS
+            and (r[0] - first_known).days >= feature_set.warmup_days
         )
         sampled = dates[::-1][:: feature_set.as_of_every_days][::-1]  # every Nth day, ending at the newest
         if len(sampled) < 3:

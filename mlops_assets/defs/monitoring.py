@@ -1,0 +1,456 @@
+"""Monitoring: the champion's reference profile, daily drift reports computed in Spark, their checks, and the
+sensor that launches retraining when a report recommends it."""
+
+import base64
+import json
+from datetime import UTC, date, datetime, timedelta
+
+import dagster as dg
+import mlflow
+from mlflow import MlflowClient
+from pydantic import Field
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from mlops_assets.defs.common import OWNER, partition_days
+from mlops_assets.defs.scoring import PREDICTIONS
+from mlops_assets.defs.training import BILLING, SPLIT, read_training_set
+from mlops_assets.lakehouse.features import LABEL_HORIZON_DAYS, churn_labels
+from mlops_assets.lakehouse.tables import TableRef
+from mlops_assets.ml.mlflow_model import CHAMPION, alias_version, load_churn_model
+from mlops_assets.monitoring.profile import ReferenceProfile, build_profile_pandas
+from mlops_assets.monitoring.severity import (
+    DriftThresholds,
+    Level,
+    PerformanceThresholds,
+    build_report,
+    histogram_png,
+    render_markdown,
+)
+from mlops_assets.monitoring.spark_drift import compute_drift_spark
+from mlops_assets.partitions import daily_partitions, single_run_backfill
+from mlops_assets.resources import FeatureSetResource, LakehouseResource, MlflowTrackingResource
+
+PROFILES = TableRef("monitoring", "reference_profiles")
+DRIFT_REPORTS = TableRef("monitoring", "drift_reports")
+REFERENCE_PROFILE_KEY = dg.AssetKey(["monitoring", "reference_profile"])
+DRIFT_REPORT_KEY = dg.AssetKey(["monitoring", "drift_report"])
+SCORE = "score"
+RETRAIN_ACTIONS = ("RETRAIN", "RETRAIN_URGENT")
+AUC_BINS = 1000
+HISTOGRAMS = 3
+
+
+class MonitoringConfig(dg.ConfigurableResource):
+    """Drift thresholds (PSI 0.1 warn / 0.25 critical by default) and performance-drop margins."""
+
+    psi_warn: float = 0.1
+    psi_critical: float = 0.25
+    null_rate_change_warn: float = 0.02
+    null_rate_change_critical: float = 0.10
+    performance_moderate_drop: float = Field(default=0.03, description="ROC-AUC points below the baseline")
+    performance_significant_drop: float = 0.08
+    # Columns that move with the calendar by construction (every customer's tenure grows a day a day):
+    # their drift is expected, not a signal, so they are not monitored.
+    exclude_columns: list[str] = Field(default_factory=lambda: ["tenure_days"])
+
+    def drift_thresholds(self) -> DriftThresholds:
+        return DriftThresholds(
+            psi_warn=self.psi_warn,
+            psi_critical=self.psi_critical,
+            null_rate_change_warn=self.null_rate_change_warn,
+            null_rate_change_critical=self.null_rate_change_critical,
+        )
+
+    def performance_thresholds(self) -> PerformanceThresholds:
+        return PerformanceThresholds(
+            moderate_margin=self.performance_moderate_drop,
+            significant_margin=self.performance_significant_drop,
+        )
+
+
+def _profile_row(lakehouse: LakehouseResource, model_name: str, version: str):
+    delta = lakehouse.delta()
+    if not delta.exists(PROFILES):
+        return None
+    return (
+        delta.read(PROFILES)
+        .where((F.col("model_name") == model_name) & (F.col("model_version") == version))
+        .select("profile_json")
+        .first()
+    )
+
+
+@dg.asset(
+    key=REFERENCE_PROFILE_KEY,
+    deps=[["ml", "champion"]],
+    group_name="monitoring",
+    kinds={"delta", "mlflow"},
+    owners=[OWNER],
+    description="Per champion version, computed once from its training rows: quantile bins and counts of each "
+    "numerical feature and of the model score, top-K vocabularies of categoricals. Kilobytes; drift runs never "
+    "re-read the reference data.",
+)
+def reference_profile(
+    context: dg.AssetExecutionContext,
+    lakehouse: LakehouseResource,
+    feature_set: FeatureSetResource,
+    mlflow_tracking: MlflowTrackingResource,
+    monitoring: MonitoringConfig,
+) -> dg.MaterializeResult:
+    mlflow_tracking.configure()
+    name = mlflow_tracking.model_name
+    version = alias_version(name, CHAMPION)
+    if version is None:
+        raise ValueError(f"reference_profile: model {name!r} has no @{CHAMPION}")
+    existing = _profile_row(lakehouse, name, version)
+    if existing is not None:
+        context.log.info(f"reference profile of {name} v{version} exists; not recomputed")
+        profile_json = existing[0]
+    else:
+        contract = feature_set.contract()
+        train = read_training_set(lakehouse)
+        train = train[train[SPLIT] == "train"].copy()
+        train[SCORE] = load_churn_model(name, version).predict_proba(train)
+        numerical = [c for c in contract.numerical if c not in monitoring.exclude_columns]
+        categorical = [c for c in contract.categorical if c not in monitoring.exclude_columns]
+        profile = build_profile_pandas(train, [*numerical, SCORE], categorical)
+        profile_json = profile.to_json()
+        delta = lakehouse.delta()
+        row = [(name, version, profile_json, datetime.now(UTC))]
+        delta.append(
+            delta.spark.createDataFrame(
+                row, "model_name string, model_version string, profile_json string, created_at timestamp"
+            ),
+            PROFILES,
+        )
+        run_id = MlflowClient().get_model_version(name, version).run_id
+        MlflowClient().log_text(run_id, profile_json, "monitoring/reference_profile.json")
+    return dg.MaterializeResult(
+        metadata={
+            "model_version": version,
+            "profile_bytes": len(profile_json),
+            "columns": len(json.loads(profile_json)["columns"]),
+        }
+    )
+
+
+def load_profile(lakehouse: LakehouseResource, model_name: str, version: str) -> ReferenceProfile:
+    row = _profile_row(lakehouse, model_name, version)
+    if row is None:
+        raise ValueError(
+            f"drift_report: no reference profile for {model_name} v{version}; materialize {REFERENCE_PROFILE_KEY.to_user_string()}"
+        )
+    return ReferenceProfile.from_json(row[0])
+
+
+def binned_auc(scored: DataFrame, label: str) -> float | None:
+    """ROC-AUC from a score histogram per class: bounded driver memory (2 x AUC_BINS counts), any row count."""
+    counts = (
+        scored.select(
+            F.least(F.floor(F.col(SCORE) * AUC_BINS), F.lit(AUC_BINS - 1)).alias("b"), F.col(label).alias("y")
+        )
+        .groupBy("b", "y")
+        .count()
+        .collect()
+    )
+    pos, neg = [0] * AUC_BINS, [0] * AUC_BINS
+    for r in counts:
+        (pos if r["y"] == 1 else neg)[int(r["b"])] += r["count"]
+    n_pos, n_neg = sum(pos), sum(neg)
+    if not n_pos or not n_neg:
+        return None
+    below, total = 0, 0.0
+    for p, n in zip(pos, neg, strict=True):
+        total += p * (below + n / 2)  # positives beat the negatives below them, tie with their own bin
+        below += n
+    return total / (n_pos * n_neg)
+
+
+def _png_markdown(name: str, png: bytes) -> str:
+    return f"![{name}](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+@dg.asset(
+    key=DRIFT_REPORT_KEY,
+    deps=[PREDICTIONS.asset_key_path, REFERENCE_PROFILE_KEY],
+    group_name="monitoring",
+    partitions_def=daily_partitions,
+    backfill_policy=single_run_backfill,
+    kinds={"spark", "delta", "mlflow"},
+    owners=[OWNER],
+    description="The day's scoring inputs and scores against the champion's reference profile: PSI, JS, KS, "
+    "chi-square, null-rate and out-of-range per feature in one Spark aggregation; performance drift once "
+    "the day's labels are known; a severity per feature and a recommended action.",
+)
+def drift_report(
+    context: dg.AssetExecutionContext,
+    lakehouse: LakehouseResource,
+    feature_set: FeatureSetResource,
+    mlflow_tracking: MlflowTrackingResource,
+    monitoring: MonitoringConfig,
+) -> dg.MaterializeResult:
+    mlflow_tracking.configure()
+    name = mlflow_tracking.model_name
+    contract = feature_set.contract()
+    delta = lakehouse.delta()
+    billing = delta.read(BILLING) if contract.source is None else None
+    labels_known_through = billing.agg(F.max("available_date")).first()[0] if billing is not None else None
+    rows, reports, markdowns = [], {}, []
+    for day in partition_days(context):
+        predictions = delta.read_partitions(PREDICTIONS, day, day)
+        scored_by = predictions.agg(F.max("model_version"), F.max("scored_at"), F.count("*")).first()
+        version, scored_at, n_scored = scored_by
+        if not n_scored:
+            raise ValueError(f"drift_report: no predictions for {day}; materialize {PREDICTIONS} first")
+        profile = load_profile(lakehouse, name, version)
+        features = feature_set.read(lakehouse).where(F.col(contract.as_of) == F.lit(day))
+        current = features.join(
+            predictions.select(
+                F.col("entity").alias(contract.entity_key), F.col("as_of").alias(contract.as_of), SCORE
+            ),
+            [contract.entity_key, contract.as_of],
+        )
+        outcome = compute_drift_spark(profile, current, monitoring.drift_thresholds())
+        current_auc = None
+        if labels_known_through is not None and (labels_known_through - day).days >= LABEL_HORIZON_DAYS:
+            current_auc = binned_auc(churn_labels(current, billing), contract.label)
+        baseline_auc = (
+            MlflowClient()
+            .get_run(MlflowClient().get_model_version(name, version).run_id)
+            .data.metrics.get("test_roc_auc")
+        )
+        report = build_report(
+            outcome.summary, baseline_auc, current_auc, "roc_auc", monitoring.performance_thresholds()
+        )
+        data_version = f"{version}:{scored_at.isoformat()}"
+        summary = outcome.summary
+        reports[day.isoformat()] = {
+            "action": str(report.action),
+            "data_drift_level": str(summary.level),
+            "performance_level": str(report.performance_level),
+            "critical_columns": list(summary.critical_columns),
+            "drifted_columns": list(summary.drifted_columns),
+            "data_version": data_version,
+            "model_version": version,
+        }
+        rows.append(
+            (
+                day,
+                name,
+                version,
+                str(report.action),
+                str(summary.level),
+                str(report.performance_level),
+                list(summary.drifted_columns),
+                list(summary.critical_columns),
+                baseline_auc,
+                current_auc,
+                data_version,
+                json.dumps(report.to_dict()),
+                datetime.now(UTC),
+            )
+        )
+        plots = [
+            _png_markdown(a.column, histogram_png(profile[a.column], a.result.current_counts))
+            for a in summary.most_drifted(HISTOGRAMS)
+            if a.drifted
+        ]
+        markdowns.append(f"# {day}\n\n{render_markdown(report)}\n" + "\n\n".join(plots))
+        context.log.info(
+            f"drift {day}: {report.action} (data {summary.level}, performance {report.performance_level}; critical {list(summary.critical_columns)})"
+        )
+    days = partition_days(context)
+    table = delta.spark.createDataFrame(
+        rows,
+        "_partition_date date, model_name string, model_version string, action string, data_drift_level string, "
+        "performance_level string, drifted_columns array<string>, critical_columns array<string>, "
+        "baseline_roc_auc double, current_roc_auc double, data_version string, report_json string, reported_at timestamp",
+    )
+    commit = delta.replace_partitions(table, DRIFT_REPORTS, days[0], days[-1])
+    with mlflow_tracking.parent_run(context):
+        for day, text in zip(reports, markdowns, strict=True):
+            mlflow.log_text(text, f"drift/{day}.md")
+        mlflow.log_dict(reports, "drift/reports.json")
+        latest = reports[days[-1].isoformat()]
+        mlflow.set_tags({"drift_action": latest["action"], "drift_partition": days[-1].isoformat()})
+    worst = max(
+        reports.values(),
+        key=lambda r: RETRAIN_ACTIONS.index(r["action"]) + 1 if r["action"] in RETRAIN_ACTIONS else 0,
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "action": worst["action"],
+            "reports": dg.MetadataValue.json(reports),
+            "report": dg.MetadataValue.md("\n\n".join(markdowns[-3:])),
+            "delta_version": commit.version,
+        }
+    )
+
+
+def _level_of(reports: dict) -> Level:
+    levels = [Level(r["data_drift_level"]) for r in reports.values()]
+    if Level.SIGNIFICANT in levels or any(r["critical_columns"] for r in reports.values()):
+        return Level.SIGNIFICANT
+    return Level.MODERATE if Level.MODERATE in levels else Level.NONE
+
+
+@dg.asset_check(
+    asset=DRIFT_REPORT_KEY,
+    name="drift_severity",
+    partitions_def=daily_partitions,
+    description="WARN when data drift is moderate, ERROR when it is critical.",
+)
+def drift_severity(
+    context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource
+) -> dg.AssetCheckResult:
+    days = partition_days(context)
+    rows = lakehouse.delta().read_partitions(DRIFT_REPORTS, days[0], days[-1]).collect()
+    reports = {
+        str(r["_partition_date"]): {
+            "data_drift_level": r["data_drift_level"],
+            "critical_columns": r["critical_columns"],
+        }
+        for r in rows
+    }
+    level = _level_of(reports)
+    return dg.AssetCheckResult(
+        passed=level == Level.NONE,
+        severity=dg.AssetCheckSeverity.ERROR if level == Level.SIGNIFICANT else dg.AssetCheckSeverity.WARN,
+        metadata={
+            "level": str(level),
+            "critical_columns": sorted({c for r in rows for c in r["critical_columns"]}),
+        },
+    )
+
+
+retrain_job = dg.define_asset_job(
+    name="retrain_on_drift",
+    selection=dg.AssetSelection.assets(
+        ["ml", "training_set"],
+        ["ml", "churn_model"],
+        ["ml", "evaluation_report"],
+        ["ml", "champion"],
+        REFERENCE_PROFILE_KEY,
+    ),
+    description="Refresh the training set (all labelled data, including the new days) -> train -> evaluate -> "
+    "gated promotion -> reference profile of the champion. The sensor then re-scores the drifted day.",
+)
+
+DATA_VERSION_TAG = "mlops/data_version"
+PARTITION_TAG = "mlops/drift_partition"
+
+
+class RetrainGuardrails(dg.ConfigurableResource):
+    """Limits on drift-triggered retraining."""
+
+    cooldown_hours: float = Field(default=6, ge=0)
+    max_retrains: int = Field(default=3, ge=1)
+    window_days: int = Field(default=7, ge=1)
+
+
+def decide_retrains(
+    reports: list[tuple[str, dict]],
+    recent_runs: list[dg.DagsterRun],
+    window_runs: list[dg.DagsterRun],
+    guardrails: RetrainGuardrails,
+) -> tuple[list[dg.RunRequest], list[str]]:
+    """Which critical reports launch a retrain (one run key per report partition + data version), and why not."""
+    requests, decisions = [], []
+    seen_versions = {r.tags.get(DATA_VERSION_TAG) for r in window_runs}
+    launched = len(window_runs)
+    for day, report in reports:
+        key = f"drift-{day}-{report['data_version']}"
+        if report["action"] not in RETRAIN_ACTIONS:
+            decisions.append(f"{day}: {report['action']} -> no retrain needed")
+        elif report["data_version"] in seen_versions:
+            decisions.append(
+                f"{day}: {report['action']} -> skipped: data unchanged since the last retrain ({report['data_version']})"
+            )
+        elif recent_runs or requests:
+            decisions.append(
+                f"{day}: {report['action']} -> skipped: cooldown of {guardrails.cooldown_hours} h since the last retrain"
+            )
+        elif launched >= guardrails.max_retrains:
+            decisions.append(
+                f"{day}: {report['action']} -> skipped: {launched} retrains in {guardrails.window_days} days (max {guardrails.max_retrains})"
+            )
+        else:
+            requests.append(
+                dg.RunRequest(
+                    run_key=key,
+                    tags={
+                        PARTITION_TAG: day,
+                        DATA_VERSION_TAG: report["data_version"],
+                        "mlops/drift_action": report["action"],
+                    },
+                )
+            )
+            seen_versions.add(report["data_version"])
+            launched += 1
+            decisions.append(f"{day}: {report['action']} -> LAUNCHED retraining (run key {key})")
+    return requests, decisions
+
+
+@dg.sensor(
+    job=retrain_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Launches retrain_on_drift once per drift report that recommends RETRAIN / RETRAIN_URGENT, "
+    "with a cooldown, a cap per window, and no retrain on unchanged data. Every decision is in the tick log.",
+)
+def drift_retraining_sensor(context: dg.SensorEvaluationContext, retrain_guardrails: RetrainGuardrails):
+    cursor = int(context.cursor or 0)
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=DRIFT_REPORT_KEY, after_storage_id=cursor), limit=200, ascending=True
+    ).records
+    if not records:
+        return dg.SkipReason("no new drift report")
+    reports: dict[str, dict] = {}
+    for record in records:
+        metadata = record.asset_materialization.metadata
+        if "reports" in metadata:
+            reports.update(metadata["reports"].value)
+    now = datetime.now(UTC)
+    runs = lambda since: context.instance.get_runs(  # noqa: E731
+        filters=dg.RunsFilter(job_name=retrain_job.name, created_after=since)
+    )
+    requests, decisions = decide_retrains(
+        sorted(reports.items()),
+        runs(now - timedelta(hours=retrain_guardrails.cooldown_hours))
+        if retrain_guardrails.cooldown_hours
+        else [],
+        runs(now - timedelta(days=retrain_guardrails.window_days)),
+        retrain_guardrails,
+    )
+    for decision in decisions:
+        context.log.info(decision)
+    cursor = max(r.storage_id for r in records)
+    if not requests:
+        return dg.SensorResult(skip_reason="; ".join(decisions), cursor=str(cursor))
+    return dg.SensorResult(run_requests=requests, cursor=str(cursor))
+
+
+rescore_job = dg.define_asset_job(
+    "rescore_after_retrain",
+    selection=dg.AssetSelection.assets(PREDICTIONS.asset_key_path, DRIFT_REPORT_KEY),
+    partitions_def=daily_partitions,
+    description="Re-score one day and recompute its drift report (requested after a drift-triggered retrain).",
+)
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitored_jobs=[retrain_job],
+    request_job=rescore_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="After a drift-triggered retrain succeeds, re-score the drifted day with the (possibly new) "
+    "champion and recompute its drift report.",
+)
+def rescore_after_retrain(context: dg.RunStatusSensorContext):
+    day = context.dagster_run.tags.get(PARTITION_TAG)
+    if day is None:
+        return dg.SkipReason("retrain run has no drift partition tag")
+    date.fromisoformat(day)
+    return dg.RunRequest(run_key=f"rescore-{context.dagster_run.run_id}", partition_key=day)

@@ -1,0 +1,175 @@
+"""Monitoring: scenario detection on the synthetic source across seeds, the binned AUC, and the retraining
+sensor's decisions evaluated against a real Dagster instance."""
+
+from datetime import date, timedelta
+
+import dagster as dg
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from mlops_assets.defs.monitoring import (
+    DATA_VERSION_TAG,
+    DRIFT_REPORT_KEY,
+    RetrainGuardrails,
+    binned_auc,
+    drift_retraining_sensor,
+    retrain_job,
+)
+from mlops_assets.monitoring.drift_stats import dataset_drift_numpy
+from mlops_assets.monitoring.profile import build_profile_pandas
+from mlops_assets.monitoring.severity import summarize_dataset
+from mlops_assets.synthetic.source import SCENARIOS, DirtConfig, SourceConfig, SyntheticSource
+
+START = date(2026, 1, 1)
+DRIFT_START = START + timedelta(days=60)
+NUMERICAL = ["sessions", "minutes_used", "support_tickets"]
+CATEGORICAL = ["device"]
+
+
+def _usage(scenario: str, seed: int):
+    source = SyntheticSource(
+        SourceConfig(
+            seed=seed,
+            initial_customers=1500,
+            scenario=scenario,
+            drift_start=DRIFT_START,
+            dirt=DirtConfig.clean(),
+        )
+    )
+    usage = source.simulate(DRIFT_START + timedelta(days=30)).usage
+    usage["event_date"] = usage["event_date"].astype("datetime64[ns]").dt.date
+    reference = usage[
+        (usage.event_date >= DRIFT_START - timedelta(days=21)) & (usage.event_date < DRIFT_START)
+    ]
+    current = usage[usage.event_date == DRIFT_START + timedelta(days=28)]
+    return reference, current
+
+
+def _flagged(scenario: str, seed: int) -> tuple[set[str], set[str]]:
+    reference, current = _usage(scenario, seed)
+    if scenario == "null_spike":  # the broken upstream shows in the landing files, not in the simulation
+        rng = np.random.default_rng(seed)
+        current = current.copy()
+        for column in SCENARIOS["null_spike"].drifted_columns:
+            current.loc[rng.random(len(current)) < 0.4, column] = np.nan
+    profile = build_profile_pandas(reference, NUMERICAL, CATEGORICAL)
+    summary = summarize_dataset(dataset_drift_numpy(profile, current).values())
+    return set(summary.drifted_columns), set(summary.critical_columns)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_no_drift_scenario_raises_no_critical_drift(seed):
+    _, critical = _flagged("none", seed)
+    assert critical == set()
+
+
+@pytest.mark.parametrize("scenario", ["gradual_covariate_shift", "sudden_covariate_shift", "null_spike"])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_each_scenario_flags_the_columns_it_drifted_and_only_those(scenario, seed):
+    drifted, critical = _flagged(scenario, seed)
+    expected = set(SCENARIOS[scenario].drifted_columns)
+    assert drifted == expected, (drifted, expected)  # flagged (warn or critical): these, and only these
+    assert critical <= expected and critical, critical
+
+
+def test_concept_shift_leaves_feature_distributions_alone():
+    _, critical = _flagged("concept_shift", 1)
+    assert critical == set()
+
+
+def test_binned_auc_matches_sklearn(spark):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 5000)
+    score = np.clip(0.35 * y + rng.normal(0.3, 0.2, 5000), 0, 1)
+    df = spark.createDataFrame(
+        [(float(s), int(t)) for s, t in zip(score, y, strict=True)], "score double, churned_30d int"
+    )
+    assert binned_auc(df, "churned_30d") == pytest.approx(roc_auc_score(y, score), abs=1e-3)
+    assert binned_auc(df.where("churned_30d = 1"), "churned_30d") is None
+
+
+# --- the retraining sensor, against a real instance ---------------------------------------------------------
+
+
+def _report(instance: dg.DagsterInstance, day: str, action: str, data_version: str) -> None:
+    reports = {
+        day: {
+            "action": action,
+            "data_drift_level": "significant",
+            "data_version": data_version,
+            "critical_columns": ["minutes_used"],
+            "drifted_columns": ["minutes_used"],
+            "model_version": "1",
+        }
+    }
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            DRIFT_REPORT_KEY, partition=day, metadata={"reports": dg.MetadataValue.json(reports)}
+        )
+    )
+
+
+def _tick(instance: dg.DagsterInstance, cursor: str | None, guardrails: RetrainGuardrails | None = None):
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"retrain_guardrails": guardrails or RetrainGuardrails()}
+    )
+    return drift_retraining_sensor(context), context
+
+
+def _skip(result: dg.SensorResult) -> str:
+    return result.skip_reason.skip_message
+
+
+def _launch(instance: dg.DagsterInstance, request: dg.RunRequest) -> None:
+    """What the daemon does with a request: create the run (its tags carry the data version)."""
+    instance.create_run_for_job(job_def=_retrain_job_def(), tags=request.tags)
+
+
+def _retrain_job_def():
+    from mlops_assets.definitions import defs
+
+    return defs.resolve_job_def(retrain_job.name)
+
+
+def test_sensor_launches_exactly_one_run_for_a_critical_report_seen_on_two_ticks():
+    with dg.instance_for_test() as instance:
+        _report(instance, "2026-05-05", "RETRAIN_URGENT", "1:t1")
+        first, _ = _tick(instance, None)
+        assert len(first.run_requests) == 1
+        request = first.run_requests[0]
+        assert request.run_key == "drift-2026-05-05-1:t1" and request.tags[DATA_VERSION_TAG] == "1:t1"
+        _launch(instance, request)
+        # Next tick: nothing new.
+        second, _ = _tick(instance, first.cursor)
+        assert not getattr(second, "run_requests", None)
+        # The same report seen again (a re-materialization with the same data): still no second run.
+        _report(instance, "2026-05-05", "RETRAIN_URGENT", "1:t1")
+        third, _ = _tick(instance, first.cursor, RetrainGuardrails(cooldown_hours=0))
+        assert not third.run_requests
+        assert "data unchanged" in _skip(third)
+
+
+def test_sensor_does_not_retrain_on_a_warn_only_report():
+    with dg.instance_for_test() as instance:
+        _report(instance, "2026-05-05", "MONITOR", "1:t1")
+        result, _ = _tick(instance, None)
+        assert not result.run_requests
+        assert "no retrain needed" in _skip(result)
+
+
+def test_sensor_honours_the_cooldown_and_the_cap():
+    with dg.instance_for_test() as instance:
+        _report(instance, "2026-05-05", "RETRAIN", "1:t1")
+        first, _ = _tick(instance, None)
+        _launch(instance, first.run_requests[0])
+        # New data, new critical report, but within the cooldown of the last retrain.
+        _report(instance, "2026-05-06", "RETRAIN", "1:t2")
+        second, _ = _tick(instance, first.cursor, RetrainGuardrails(cooldown_hours=6))
+        assert not second.run_requests and "cooldown" in _skip(second)
+        # Without a cooldown but at the cap of retrains per window.
+        third, _ = _tick(instance, first.cursor, RetrainGuardrails(cooldown_hours=0, max_retrains=1))
+        assert not third.run_requests and "max 1" in _skip(third)
+        # Without either limit, the new data does launch.
+        fourth, _ = _tick(instance, first.cursor, RetrainGuardrails(cooldown_hours=0, max_retrains=5))
+        assert [r.run_key for r in fourth.run_requests] == ["drift-2026-05-06-1:t2"]
