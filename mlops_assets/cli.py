@@ -45,21 +45,46 @@ def _run(
 
 
 def _summary() -> None:
-    from mlops_assets.environment import build_resources
+    """What the demo left behind: the Delta tables, and the champion with its test metrics."""
+    from mlflow import MlflowClient
 
-    lakehouse = build_resources()["lakehouse"]
-    delta = lakehouse.delta()
+    from mlops_assets.environment import build_resources
     from mlops_assets.lakehouse.entities import ENTITIES
     from mlops_assets.lakehouse.tables import TableRef
+    from mlops_assets.ml.mlflow_model import CHAMPION, alias_version
 
+    resources = build_resources()
+    lakehouse, tracking = resources["lakehouse"], resources["mlflow_tracking"]
+    delta = lakehouse.delta()
     refs = [TableRef(layer, name) for layer in ("bronze", "silver", "quarantine") for name in ENTITIES]
     refs += [
         TableRef("gold", n)
         for n in ("customer_history", "dim_customers", "fct_usage_daily", "fct_billing_events")
     ]
+    refs += [
+        TableRef("features", "churn_features"),
+        TableRef("ml", "training_set"),
+        TableRef("ml", "predictions"),
+    ]
+    refs += [TableRef("ml", "promotion_audit"), TableRef("monitoring", "reference_profiles")]
+    refs += [TableRef("monitoring", "drift_reports")]
     print(f"[demo] Delta tables under {lakehouse.root}:")
-    for ref in refs:
+    for ref in (r for r in refs if delta.exists(r)):
         print(f"[demo]   {ref!s:32} rows={delta.read(ref).count():>9,}  version={delta.version(ref)}")
+    tracking.configure()
+    version = alias_version(tracking.model_name, CHAMPION)
+    if version is None:
+        return
+    client = MlflowClient()
+    run_id = client.get_model_version(tracking.model_name, version).run_id
+    metrics = client.get_run(run_id).data.metrics
+    print(
+        f"[demo] MLflow ({tracking.tracking_uri}): {tracking.model_name}@{CHAMPION} = v{version}, run {run_id}"
+    )
+    for name in ("roc_auc", "pr_auc", "log_loss", "brier", "f1"):
+        if f"test_{name}" in metrics:
+            low, high = metrics.get(f"test_{name}_ci_low"), metrics.get(f"test_{name}_ci_high")
+            print(f"[demo]   test {name:8} {metrics[f'test_{name}']:.3f}  95% CI [{low:.3f}, {high:.3f}]")
 
 
 def demo(days: int) -> None:
