@@ -1,5 +1,6 @@
 """Helpers every stage uses: partition ranges and the metadata the UI shows for a Delta table."""
 
+import base64
 import functools
 import importlib.metadata
 import subprocess
@@ -45,6 +46,11 @@ def markdown_preview(df: DataFrame, rows: int = PREVIEW_ROWS) -> str:
         cells = [str(row[c]).replace("|", "\\|")[:40] for c in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def png_markdown(name: str, png: bytes) -> str:
+    """A PNG inline in Markdown metadata, so plots show in the Dagster UI without a file server."""
+    return f"![{name}](data:image/png;base64,{base64.b64encode(png).decode()})"
 
 
 def table_schema(df: DataFrame) -> dg.TableSchema:

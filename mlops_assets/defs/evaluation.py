@@ -1,7 +1,6 @@
 """Evaluation: the challenger's report on the untouched test split, against the baseline and the champion,
 rendered in the UI and logged to MLflow with a model card; and the blocking promotion gate on it."""
 
-import base64
 import json
 import tempfile
 from datetime import UTC, datetime
@@ -12,7 +11,7 @@ import mlflow
 from mlflow import MlflowClient
 from pyspark.sql import types as T
 
-from mlops_assets.defs.common import OWNER
+from mlops_assets.defs.common import OWNER, png_markdown
 from mlops_assets.defs.training import SPLIT, read_training_set
 from mlops_assets.lakehouse.tables import TableRef
 from mlops_assets.ml.evaluation import evaluate, model_card
@@ -21,6 +20,7 @@ from mlops_assets.ml.mlflow_model import (
     CHAMPION,
     alias_version,
     load_churn_model,
+    require_alias,
     validate_artifact,
 )
 from mlops_assets.ml.promotion import PromotionPolicy, decide_promotion
@@ -76,10 +76,6 @@ def append_audit(
     delta.append(delta.spark.createDataFrame([row], AUDIT_SCHEMA), AUDIT)
 
 
-def _png_markdown(name: str, png: bytes) -> str:
-    return f"![{name}](data:image/png;base64,{base64.b64encode(png).decode()})"
-
-
 @dg.asset(
     key=EVALUATION_KEY,
     deps=[["ml", "churn_model"]],
@@ -99,11 +95,7 @@ def evaluation_report(
     mlflow_tracking.configure()
     name = mlflow_tracking.model_name
     contract = feature_set.contract()
-    challenger_version = alias_version(name, CHALLENGER)
-    if challenger_version is None:
-        raise ValueError(
-            f"evaluation_report: model {name!r} has no @{CHALLENGER}; materialize ml/churn_model first"
-        )
+    challenger_version = require_alias(name, CHALLENGER, "evaluation_report")
     champion_version = alias_version(name, CHAMPION)
     challenger = load_churn_model(name, challenger_version)
     champion = (
@@ -164,7 +156,7 @@ def evaluation_report(
         f"{name} v{challenger_version}: test ROC-AUC {headline['roc_auc']:.3f} "
         f"[{headline['roc_auc_ci_low']:.3f}, {headline['roc_auc_ci_high']:.3f}]"
     )
-    plots = "\n\n".join(_png_markdown(fig, png) for fig, png in figures.items())
+    plots = "\n\n".join(png_markdown(fig, png) for fig, png in figures.items())
     return dg.MaterializeResult(
         metadata={
             "model_version": challenger_version,

@@ -1,7 +1,6 @@
 """Monitoring: the champion's reference profile, daily drift reports computed in Spark, their checks, and the
 sensor that launches retraining when a report recommends it."""
 
-import base64
 import json
 from datetime import UTC, date, datetime, timedelta
 
@@ -12,12 +11,12 @@ from pydantic import Field
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from mlops_assets.defs.common import OWNER, partition_days
+from mlops_assets.defs.common import OWNER, partition_days, png_markdown
 from mlops_assets.defs.scoring import PREDICTIONS
 from mlops_assets.defs.training import BILLING, SPLIT, read_training_set
 from mlops_assets.lakehouse.features import LABEL_HORIZON_DAYS, churn_labels
 from mlops_assets.lakehouse.tables import TableRef
-from mlops_assets.ml.mlflow_model import CHAMPION, alias_version, load_churn_model
+from mlops_assets.ml.mlflow_model import CHAMPION, load_churn_model, require_alias
 from mlops_assets.monitoring.profile import ReferenceProfile, build_profile_pandas
 from mlops_assets.monitoring.severity import (
     DriftThresholds,
@@ -100,9 +99,7 @@ def reference_profile(
 ) -> dg.MaterializeResult:
     mlflow_tracking.configure()
     name = mlflow_tracking.model_name
-    version = alias_version(name, CHAMPION)
-    if version is None:
-        raise ValueError(f"reference_profile: model {name!r} has no @{CHAMPION}")
+    version = require_alias(name, CHAMPION, "reference_profile")
     existing = _profile_row(lakehouse, name, version)
     if existing is not None:
         context.log.info(f"reference profile of {name} v{version} exists; not recomputed")
@@ -165,10 +162,6 @@ def binned_auc(scored: DataFrame, label: str) -> float | None:
         total += p * (below + n / 2)  # positives beat the negatives below them, tie with their own bin
         below += n
     return total / (n_pos * n_neg)
-
-
-def _png_markdown(name: str, png: bytes) -> str:
-    return f"![{name}](data:image/png;base64,{base64.b64encode(png).decode()})"
 
 
 @dg.asset(
@@ -252,7 +245,7 @@ def drift_report(
             )
         )
         plots = [
-            _png_markdown(a.column, histogram_png(profile[a.column], a.result.current_counts))
+            png_markdown(a.column, histogram_png(profile[a.column], a.result.current_counts))
             for a in summary.most_drifted(HISTOGRAMS)
             if a.drifted
         ]

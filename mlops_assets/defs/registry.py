@@ -5,7 +5,7 @@ from pyspark.sql import functions as F
 
 from mlops_assets.defs.common import OWNER
 from mlops_assets.defs.evaluation import AUDIT, EVALUATION_KEY, append_audit
-from mlops_assets.ml.mlflow_model import CHALLENGER, CHAMPION, alias_version, set_alias
+from mlops_assets.ml.mlflow_model import CHALLENGER, CHAMPION, alias_version, require_alias, set_alias
 from mlops_assets.resources import LakehouseResource, MlflowTrackingResource
 
 
@@ -69,9 +69,7 @@ def restore_previous_champion(
 ) -> str:
     mlflow_tracking.configure()
     name = mlflow_tracking.model_name
-    current = alias_version(name, CHAMPION)
-    if current is None:
-        raise ValueError(f"rollback: model {name!r} has no @{CHAMPION}")
+    current = require_alias(name, CHAMPION, "rollback")
     target = rollback_target(lakehouse, name, current)
     set_alias(name, CHAMPION, target)
     append_audit(

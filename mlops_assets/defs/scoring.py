@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 from mlops_assets.defs.common import OWNER, delta_metadata, partition_days
 from mlops_assets.lakehouse.features import FEATURES_TABLE
 from mlops_assets.lakehouse.tables import TableRef
-from mlops_assets.ml.mlflow_model import CHALLENGER, CHAMPION, alias_version, load_churn_model
+from mlops_assets.ml.mlflow_model import CHALLENGER, CHAMPION, alias_version, load_churn_model, require_alias
 from mlops_assets.ml.training import ChurnModel
 from mlops_assets.partitions import daily_partitions, single_run_backfill
 from mlops_assets.resources import FeatureSetResource, LakehouseResource, MlflowTrackingResource
@@ -76,9 +76,7 @@ def predictions(
     days = partition_days(context)
     name = mlflow_tracking.model_name
     contract = feature_set.contract()
-    champion_version = alias_version(name, CHAMPION)
-    if champion_version is None:
-        raise ValueError(f"predictions: model {name!r} has no @{CHAMPION} yet; run the training job first")
+    champion_version = require_alias(name, CHAMPION, "predictions")
     challenger_version = alias_version(name, CHALLENGER)
     shadow_version = challenger_version if challenger_version not in (None, champion_version) else None
     champion_model = load_churn_model(name, champion_version).to_dict()

@@ -82,6 +82,14 @@ def alias_version(model_name: str, alias: str) -> str | None:
         return None
 
 
+def require_alias(model_name: str, alias: str, needed_by: str) -> str:
+    """The version behind an alias, or an error saying which step needs it and what to run first."""
+    version = alias_version(model_name, alias)
+    if version is None:
+        raise ValueError(f"{needed_by}: model {model_name!r} has no @{alias}; run the training job first")
+    return version
+
+
 def set_alias(model_name: str, alias: str, version: str) -> None:
     MlflowClient().set_registered_model_alias(model_name, alias, version)
 
