@@ -385,7 +385,7 @@ def build_profile_spark(
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from mlops_assets.monitoring.spark_drift import count_pass, numeric_value
+    from mlops_assets.monitoring.spark_drift import count_pass, numeric_sql, quote_identifier
 
     _check_disjoint(numerical, categorical)
     rows = df.count()
@@ -397,9 +397,10 @@ def build_profile_spark(
             sample = df.sample(fraction=min(1.0, 1.2 * quantile_sample_rows / rows), seed=seed)
         probs = [i / n_bins for i in range(1, n_bins)]
         accuracy = max(1, round(1.0 / relative_error))
-        edges_row = sample.agg(
+        prob_sql = ", ".join(repr(p) for p in probs)
+        edges_row = sample.selectExpr(
             *[
-                F.percentile_approx(numeric_value(n), probs, accuracy).alias(f"q{i}")
+                f"percentile_approx({numeric_sql(n)}, array({prob_sql}), {accuracy}) AS q{i}"
                 for i, n in enumerate(numerical)
             ]
         ).collect()[0]
@@ -407,9 +408,7 @@ def build_profile_spark(
 
     vocab: dict[str, list[tuple[str, int]]] = {name: [] for name in categorical}
     if categorical and rows:
-        triples = ", ".join(
-            f"{j}, CAST(`{n.replace('`', '``')}` AS STRING)" for j, n in enumerate(categorical)
-        )
+        triples = ", ".join(f"{j}, CAST({quote_identifier(n)} AS STRING)" for j, n in enumerate(categorical))
         counted = (
             df.selectExpr(f"stack({len(categorical)}, {triples}) AS (k, v)")
             .where(F.col("v").isNotNull())

@@ -356,6 +356,11 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
+def _cell(text: str) -> str:
+    """Table-safe text: a pipe in a column name would split the Markdown row."""
+    return text.replace("|", "\\|")
+
+
 def render_markdown(report: DriftReport) -> str:
     """The report as Markdown: the decision first, then one row per column, most severe first."""
     s = report.summary
@@ -377,7 +382,7 @@ def render_markdown(report: DriftReport) -> str:
         r = a.result
         p_value = "-" if r.chi2_p_value is None else f"{r.chi2_p_value:.2g}"
         lines.append(
-            f"| {r.column} | {r.kind} | {a.severity} | {_fmt(r.psi)} | {_fmt(r.js_distance)} "
+            f"| {_cell(r.column)} | {r.kind} | {a.severity} | {_fmt(r.psi)} | {_fmt(r.js_distance)} "
             f"| {_fmt(r.ks_statistic)} | {p_value} | {_pct(r.reference_null_rate)} -> {_pct(r.current_null_rate)} "
             f"| {_pct(r.out_of_range_rate)} | {'; '.join(a.reasons) or '-'} |"
         )

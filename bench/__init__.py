@@ -1,0 +1,1 @@
+"""Benchmarks of the project's own code against the usual alternatives (``python -m bench``)."""
