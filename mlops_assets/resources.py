@@ -145,6 +145,10 @@ class MlflowTrackingResource(dg.ConfigurableResource):
             return (Path(self.tracking_uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri()
         return None
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Once per run, before any step uses the mlflow client."""
+        self.configure()
+
     def configure(self) -> None:
         """Point the mlflow client at the store; create the experiment where artifacts belong."""
         if self.tracking_uri.startswith("sqlite:///"):

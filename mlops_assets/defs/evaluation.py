@@ -92,7 +92,6 @@ def evaluation_report(
     feature_set: FeatureSetResource,
     mlflow_tracking: MlflowTrackingResource,
 ) -> dg.MaterializeResult:
-    mlflow_tracking.configure()
     name = mlflow_tracking.model_name
     contract = feature_set.contract()
     challenger_version = require_alias(name, CHALLENGER, "evaluation_report")
@@ -183,7 +182,6 @@ def promotion_gate(
     mlflow_tracking: MlflowTrackingResource,
     promotion_policy: PromotionPolicyConfig,
 ) -> dg.AssetCheckResult:
-    mlflow_tracking.configure()
     name = mlflow_tracking.model_name
     challenger_version = alias_version(name, CHALLENGER)
     champion_version = alias_version(name, CHAMPION)

@@ -97,7 +97,6 @@ def reference_profile(
     mlflow_tracking: MlflowTrackingResource,
     monitoring: MonitoringConfig,
 ) -> dg.MaterializeResult:
-    mlflow_tracking.configure()
     name = mlflow_tracking.model_name
     version = require_alias(name, CHAMPION, "reference_profile")
     existing = _profile_row(lakehouse, name, version)
@@ -183,7 +182,6 @@ def drift_report(
     mlflow_tracking: MlflowTrackingResource,
     monitoring: MonitoringConfig,
 ) -> dg.MaterializeResult:
-    mlflow_tracking.configure()
     name = mlflow_tracking.model_name
     contract = feature_set.contract()
     delta = lakehouse.delta()

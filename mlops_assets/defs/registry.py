@@ -21,7 +21,6 @@ from mlops_assets.resources import LakehouseResource, MlflowTrackingResource
 def champion(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource, mlflow_tracking: MlflowTrackingResource
 ) -> dg.MaterializeResult:
-    mlflow_tracking.configure()
     name = mlflow_tracking.model_name
     challenger_version = alias_version(name, CHALLENGER)
     previous = alias_version(name, CHAMPION)
@@ -67,7 +66,6 @@ def rollback_target(lakehouse: LakehouseResource, model_name: str, current: str)
 def restore_previous_champion(
     context: dg.OpExecutionContext, lakehouse: LakehouseResource, mlflow_tracking: MlflowTrackingResource
 ) -> str:
-    mlflow_tracking.configure()
     name = mlflow_tracking.model_name
     current = require_alias(name, CHAMPION, "rollback")
     target = rollback_target(lakehouse, name, current)

@@ -72,7 +72,6 @@ def predictions(
     feature_set: FeatureSetResource,
     mlflow_tracking: MlflowTrackingResource,
 ) -> dg.MaterializeResult:
-    mlflow_tracking.configure()
     days = partition_days(context)
     name = mlflow_tracking.model_name
     contract = feature_set.contract()
