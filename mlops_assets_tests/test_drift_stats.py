@@ -244,7 +244,7 @@ def test_unseen_categories_land_in_other_and_are_flagged(profile: ReferenceProfi
 def test_action_matrix_is_complete_and_monotonic() -> None:
     order = [Level.NONE, Level.MODERATE, Level.SIGNIFICANT]
     rank = list(Action)
-    assert set(ACTION_MATRIX) == {(d, p) for d in order for p in order}
+    assert set(ACTION_MATRIX) == {(d, p) for d in order for p in [*order, Level.PENDING]}
     for i, d in enumerate(order):
         for j, p in enumerate(order):
             if i + 1 < 3:
@@ -265,6 +265,9 @@ def test_action_matrix_is_complete_and_monotonic() -> None:
         ("none", "significant", Action.RETRAIN),
         ("moderate", "significant", Action.RETRAIN),
         ("significant", "significant", Action.RETRAIN_URGENT),
+        ("none", "pending", Action.NO_ACTION),
+        ("moderate", "pending", Action.MONITOR),
+        ("significant", "pending", Action.RETRAIN),
     ],
 )
 def test_action_matrix_cells(data: str, performance: str, action: Action) -> None:
@@ -275,7 +278,8 @@ def test_performance_drop_levels() -> None:
     assert performance_drop_level(0.80, 0.79) is Level.NONE
     assert performance_drop_level(0.80, 0.77) is Level.MODERATE
     assert performance_drop_level(0.80, 0.74) is Level.SIGNIFICANT
-    assert performance_drop_level(0.80, None) is Level.NONE  # labels not there yet
+    assert performance_drop_level(0.80, None) is Level.PENDING  # labels not there yet
+    assert performance_drop_level(None, 0.80) is Level.PENDING
     loss = PerformanceThresholds(
         moderate_margin=0.05, significant_margin=0.2, higher_is_better=False, relative=True
     )
@@ -321,3 +325,15 @@ def test_report_markdown_sorted_by_severity_and_histogram_png(profile: Reference
         profile["plan"], ds.current_counts_numpy(profile["plan"], current["plan"])
     ).startswith(b"\x89PNG")
     json.dumps(report.to_dict())  # serialisable for logging
+
+
+def test_pending_labels_leave_the_action_to_data_drift(profile: ReferenceProfile) -> None:
+    results = dataset_drift_numpy(profile, make_frame(25, shift=1.0))
+    summary = summarize_dataset(results.values(), key_columns=["x_normal"])
+    assert summary.level is Level.SIGNIFICANT
+    pending = build_report(summary, 0.81, None, metric_name="auc")
+    assert pending.performance_level is Level.PENDING and pending.action is Action.RETRAIN
+    assert "labels have not arrived" in render_markdown(pending)
+    # Once labels show the model held up, the same drift is only investigated.
+    held_up = build_report(summary, 0.81, 0.80, metric_name="auc")
+    assert held_up.performance_level is Level.NONE and held_up.action is Action.INVESTIGATE

@@ -39,11 +39,15 @@ _SEVERITY_RANK = {Severity.NONE: 0, Severity.WARN: 1, Severity.CRITICAL: 2}
 
 
 class Level(StrEnum):
-    """A graded level shared by dataset data drift and performance drop."""
+    """A graded level shared by dataset data drift and performance drop.
+
+    ``PENDING`` is for performance only: the day's labels have not arrived yet, so no drop is known either way.
+    """
 
     NONE = "none"
     MODERATE = "moderate"
     SIGNIFICANT = "significant"
+    PENDING = "pending"
 
 
 class Action(StrEnum):
@@ -266,10 +270,10 @@ def performance_drop(
 def performance_drop_level(
     baseline: float | None, current: float | None, thresholds: PerformanceThresholds | None = None
 ) -> Level:
-    """Performance-drop level; none when either metric is unknown (labels arrive later than features)."""
+    """Performance-drop level; pending while either metric is unknown (labels arrive later than features)."""
     t = thresholds or PerformanceThresholds()
     if baseline is None or current is None or not (math.isfinite(baseline) and math.isfinite(current)):
-        return Level.NONE
+        return Level.PENDING
     drop = performance_drop(baseline, current, t)
     if drop >= t.significant_margin:
         return Level.SIGNIFICANT
@@ -282,6 +286,10 @@ def performance_drop_level(
 # Drift without a performance drop is a warning sign, not a reason to retrain (the model may be robust to
 # it); a performance drop without drift points at concept drift or a label problem, so look first unless
 # it is large; any significant drop retrains, and both significant retrains urgently.
+# Labels pending (a churn label closes 30 days after the scoring day): act on the data alone. A significant
+# shift retrains at once -- the retrain is gated, so a worse challenger is refused -- rather than scoring a
+# month of shifted inputs unchecked; when the labels arrive and show no drop, the same drift is downgraded to
+# INVESTIGATE (the model held up).
 ACTION_MATRIX: Mapping[tuple[Level, Level], Action] = MappingProxyType(
     {
         # (data drift,       performance drop):  action
@@ -294,6 +302,9 @@ ACTION_MATRIX: Mapping[tuple[Level, Level], Action] = MappingProxyType(
         (Level.NONE, Level.SIGNIFICANT): Action.RETRAIN,
         (Level.MODERATE, Level.SIGNIFICANT): Action.RETRAIN,
         (Level.SIGNIFICANT, Level.SIGNIFICANT): Action.RETRAIN_URGENT,
+        (Level.NONE, Level.PENDING): Action.NO_ACTION,
+        (Level.MODERATE, Level.PENDING): Action.MONITOR,
+        (Level.SIGNIFICANT, Level.PENDING): Action.RETRAIN,
     }
 )
 
@@ -367,6 +378,8 @@ def render_markdown(report: DriftReport) -> str:
     metric = ""
     if report.baseline_metric is not None or report.current_metric is not None:
         metric = f" ({report.metric_name} {_fmt(report.baseline_metric)} -> {_fmt(report.current_metric)})"
+    if report.performance_level is Level.PENDING:
+        metric += " -- the day's labels have not arrived; the action rests on data drift alone"
     lines = [
         f"## Drift report: {report.action}",
         "",
