@@ -50,11 +50,13 @@ def build_defs(resources: dict[str, object] | None = None) -> dg.Definitions:
             registry.rollback_champion,
             monitoring.retrain_job,
             monitoring.rescore_job,
+            monitoring.labelled_drift_job,
         ],
         schedules=[
             automation.daily_lakehouse_schedule,
             automation.daily_scoring_schedule,
             automation.weekly_training_schedule,
+            monitoring.labelled_drift_schedule,
         ],
         sensors=[
             automation.freshness_sensor,

@@ -3,6 +3,8 @@
 Every default sits inside the checkout under the git-ignored ``var/`` folder; the environment variables
 ``DAGSTER_HOME``, ``LAKEHOUSE_ROOT`` and ``MLFLOW_TRACKING_URI`` override them. ``MLOPS_ENV`` picks the
 deployment: ``local`` (embedded Spark, Delta by path) or ``databricks`` (Unity Catalog names).
+``MLOPS_RETRAIN_COOLDOWN_HOURS`` and ``MLOPS_MAX_RETRAINS`` set the drift-retraining guardrails (the demo,
+which plays a week of data in minutes, runs its daemon with the wall-clock cooldown off).
 """
 
 from __future__ import annotations
@@ -29,10 +31,25 @@ class Settings:
     lakehouse_root: str
     mlflow_tracking_uri: str
     catalog: str | None = None
+    retrain_cooldown_hours: float = 6.0
+    max_retrains: int = 3
 
     def subprocess_environ(self) -> dict[str, str]:
         """The variables a subprocess (dbt) needs to see the same lakehouse."""
         return {"LAKEHOUSE_ROOT": self.lakehouse_root, "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri}
+
+
+def _number(environ: Mapping[str, str], name: str, default: float, kind: type) -> float:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a{'n integer' if kind is int else ' number'}") from None
+    if value < 0:
+        raise SettingsError(f"{name}={raw!r} must not be negative")
+    return value
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -53,4 +70,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         lakehouse_root=lakehouse_root,
         mlflow_tracking_uri=mlflow_uri,
         catalog=catalog,
+        retrain_cooldown_hours=_number(environ, "MLOPS_RETRAIN_COOLDOWN_HOURS", 6.0, float),
+        max_retrains=max(1, _number(environ, "MLOPS_MAX_RETRAINS", 3, int)),
     )

@@ -138,6 +138,11 @@ def test_settings_errors_name_the_variable():
         load_settings({"LAKEHOUSE_ROOT": "relative/path"})
     with pytest.raises(SettingsError, match="DATABRICKS_CATALOG"):
         load_settings({"MLOPS_ENV": "databricks"})
+    with pytest.raises(SettingsError, match="MLOPS_RETRAIN_COOLDOWN_HOURS"):
+        load_settings({"MLOPS_RETRAIN_COOLDOWN_HOURS": "six"})
+    with pytest.raises(SettingsError, match="MLOPS_MAX_RETRAINS"):
+        load_settings({"MLOPS_MAX_RETRAINS": "-1"})
+    assert load_settings({"MLOPS_RETRAIN_COOLDOWN_HOURS": "0"}).retrain_cooldown_hours == 0
     settings = load_settings({"LAKEHOUSE_ROOT": "/data/lake", "MLFLOW_TRACKING_URI": "sqlite:////x.db"})
     assert settings.lakehouse_root == "/data/lake" and settings.mlflow_tracking_uri == "sqlite:////x.db"
     assert load_settings({}).lakehouse_root.endswith("var/lakehouse")

@@ -1,7 +1,7 @@
 """Monitoring: scenario detection on the synthetic source across seeds, the binned AUC, and the retraining
 sensor's decisions evaluated against a real Dagster instance."""
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import numpy as np
@@ -11,9 +11,12 @@ from sklearn.metrics import roc_auc_score
 from mlops_assets.defs.monitoring import (
     DATA_VERSION_TAG,
     DRIFT_REPORT_KEY,
+    FEATURES_KEY,
+    TRAINING_DATA_TAG,
     RetrainGuardrails,
     binned_auc,
     drift_retraining_sensor,
+    labelled_drift_schedule,
     retrain_job,
 )
 from mlops_assets.monitoring.drift_stats import dataset_drift_numpy
@@ -92,9 +95,11 @@ def test_binned_auc_matches_sklearn(spark):
 # --- the retraining sensor, against a real instance ---------------------------------------------------------
 
 
-def _report(instance: dg.DagsterInstance, day: str, action: str, data_version: str) -> None:
+def _report(instance: dg.DagsterInstance, day: str, action: str, data_version: str, days: int = 1) -> None:
+    """A drift report materialization as the asset writes it: one verdict per day of the run."""
+    first = date.fromisoformat(day)
     reports = {
-        day: {
+        (first + timedelta(days=i)).isoformat(): {
             "action": action,
             "data_drift_level": "significant",
             "data_version": data_version,
@@ -102,12 +107,17 @@ def _report(instance: dg.DagsterInstance, day: str, action: str, data_version: s
             "drifted_columns": ["minutes_used"],
             "model_version": "1",
         }
+        for i in range(days)
     }
     instance.report_runless_asset_event(
         dg.AssetMaterialization(
             DRIFT_REPORT_KEY, partition=day, metadata={"reports": dg.MetadataValue.json(reports)}
         )
     )
+
+
+def _features_loaded(instance: dg.DagsterInstance) -> None:
+    instance.report_runless_asset_event(dg.AssetMaterialization(FEATURES_KEY, partition="2026-05-05"))
 
 
 def _tick(instance: dg.DagsterInstance, cursor: str | None, guardrails: RetrainGuardrails | None = None):
@@ -147,7 +157,7 @@ def test_sensor_launches_exactly_one_run_for_a_critical_report_seen_on_two_ticks
         _report(instance, "2026-05-05", "RETRAIN_URGENT", "1:t1")
         third, _ = _tick(instance, first.cursor, RetrainGuardrails(cooldown_hours=0))
         assert not third.run_requests
-        assert "data unchanged" in _skip(third)
+        assert "already launched" in _skip(third)
 
 
 def test_sensor_does_not_retrain_on_a_warn_only_report():
@@ -173,3 +183,39 @@ def test_sensor_honours_the_cooldown_and_the_cap():
         # Without either limit, the new data does launch.
         fourth, _ = _tick(instance, first.cursor, RetrainGuardrails(cooldown_hours=0, max_retrains=5))
         assert [r.run_key for r in fourth.run_requests] == ["drift-2026-05-06-1:t2"]
+
+
+def test_one_retrain_for_a_run_of_critical_days_keyed_by_the_newest():
+    with dg.instance_for_test() as instance:
+        _report(instance, "2026-05-03", "RETRAIN", "1:t1:pending", days=5)
+        result, _ = _tick(instance, None)
+        assert [r.run_key for r in result.run_requests] == ["drift-2026-05-07-1:t1:pending"]
+        assert result.run_requests[0].tags["mlops/drift_partition"] == "2026-05-07"
+
+
+def test_sensor_does_not_retrain_when_the_training_data_has_not_changed():
+    with dg.instance_for_test() as instance:
+        _features_loaded(instance)
+        _report(instance, "2026-05-05", "RETRAIN", "1:t1:pending")
+        first, _ = _tick(instance, None)
+        assert TRAINING_DATA_TAG in first.run_requests[0].tags
+        _launch(instance, first.run_requests[0])
+        # Re-scored by the new champion: a new report, still critical, but nothing new to learn from.
+        _report(instance, "2026-05-05", "RETRAIN", "2:t2:pending")
+        no_cooldown = RetrainGuardrails(cooldown_hours=0)
+        second, _ = _tick(instance, first.cursor, no_cooldown)
+        assert not second.run_requests and "training data unchanged" in _skip(second)
+        # A new day lands in the feature table: now a retrain can learn something.
+        _features_loaded(instance)
+        third, _ = _tick(instance, first.cursor, no_cooldown)
+        assert [r.run_key for r in third.run_requests] == ["drift-2026-05-05-2:t2:pending"]
+
+
+def test_labelled_drift_schedule_completes_the_report_whose_labels_just_closed():
+    at = datetime(2026, 6, 7, 5, tzinfo=UTC)  # 31 days after 2026-05-07
+    with dg.instance_for_test() as instance:
+        unscored = labelled_drift_schedule(dg.build_schedule_context(instance, scheduled_execution_time=at))
+        assert isinstance(unscored, dg.SkipReason) and "2026-05-07" in unscored.skip_message
+        _report(instance, "2026-05-07", "RETRAIN", "1:t1:pending")
+        request = labelled_drift_schedule(dg.build_schedule_context(instance, scheduled_execution_time=at))
+        assert request.partition_key == "2026-05-07" and request.run_key == "labelled-2026-05-07"

@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 from mlops_assets.defs.common import OWNER, partition_days, png_markdown
 from mlops_assets.defs.scoring import PREDICTIONS
 from mlops_assets.defs.training import BILLING, SPLIT, read_training_set
-from mlops_assets.lakehouse.features import LABEL_HORIZON_DAYS, churn_labels
+from mlops_assets.lakehouse.features import FEATURES_TABLE, LABEL_HORIZON_DAYS, churn_labels
 from mlops_assets.lakehouse.tables import TableRef
 from mlops_assets.ml.mlflow_model import CHAMPION, load_churn_model, require_alias
 from mlops_assets.monitoring.profile import ReferenceProfile, build_profile_pandas
@@ -214,7 +214,10 @@ def drift_report(
         report = build_report(
             outcome.summary, baseline_auc, current_auc, "roc_auc", monitoring.performance_thresholds()
         )
-        data_version = f"{version}:{scored_at.isoformat()}"
+        # What the report was computed from: a re-score, or the day's labels arriving, make it a new report.
+        data_version = (
+            f"{version}:{scored_at.isoformat()}:{'labelled' if current_auc is not None else 'pending'}"
+        )
         summary = outcome.summary
         reports[day.isoformat()] = {
             "action": str(report.action),
@@ -330,6 +333,8 @@ retrain_job = dg.define_asset_job(
 
 DATA_VERSION_TAG = "mlops/data_version"
 PARTITION_TAG = "mlops/drift_partition"
+TRAINING_DATA_TAG = "mlops/training_data_version"
+FEATURES_KEY = dg.AssetKey(FEATURES_TABLE.asset_key_path)
 
 
 class RetrainGuardrails(dg.ConfigurableResource):
@@ -345,42 +350,62 @@ def decide_retrains(
     recent_runs: list[dg.DagsterRun],
     window_runs: list[dg.DagsterRun],
     guardrails: RetrainGuardrails,
+    training_data_version: str | None = None,
 ) -> tuple[list[dg.RunRequest], list[str]]:
-    """Which critical reports launch a retrain (one run key per report partition + data version), and why not."""
-    requests, decisions = [], []
+    """Which reports launch a retrain, and why the others do not; newest report first.
+
+    One run key per report (partition + data version), so a report seen twice launches once. ``window_runs``
+    are the retrain runs of the guardrail window, newest first; ``training_data_version`` identifies the data a
+    retrain would learn from now (the features' latest materialization): equal to the last retrain's means
+    retraining would only repeat it.
+    """
+    requests: list[dg.RunRequest] = []
+    decisions: list[str] = []
     seen_versions = {r.tags.get(DATA_VERSION_TAG) for r in window_runs}
-    launched = len(window_runs)
-    for day, report in reports:
+    last_training_data = window_runs[0].tags.get(TRAINING_DATA_TAG) if window_runs else None
+    launched_for = None
+    for day, report in sorted(reports, reverse=True):
         key = f"drift-{day}-{report['data_version']}"
-        if report["action"] not in RETRAIN_ACTIONS:
-            decisions.append(f"{day}: {report['action']} -> no retrain needed")
+        action = report["action"]
+        if action not in RETRAIN_ACTIONS:
+            decisions.append(f"{day}: {action} -> no retrain needed")
+        elif launched_for is not None:
+            decisions.append(
+                f"{day}: {action} -> covered by the retrain launched for {launched_for} in this tick"
+            )
         elif report["data_version"] in seen_versions:
+            decisions.append(f"{day}: {action} -> skipped: this report already launched a retrain ({key})")
+        elif training_data_version is not None and training_data_version == last_training_data:
             decisions.append(
-                f"{day}: {report['action']} -> skipped: data unchanged since the last retrain ({report['data_version']})"
+                f"{day}: {action} -> skipped: training data unchanged since the last retrain "
+                f"(features materialization {training_data_version})"
             )
-        elif recent_runs or requests:
+        elif recent_runs:
             decisions.append(
-                f"{day}: {report['action']} -> skipped: cooldown of {guardrails.cooldown_hours} h since the last retrain"
+                f"{day}: {action} -> skipped: cooldown of {guardrails.cooldown_hours} h since the last retrain"
             )
-        elif launched >= guardrails.max_retrains:
+        elif len(window_runs) >= guardrails.max_retrains:
             decisions.append(
-                f"{day}: {report['action']} -> skipped: {launched} retrains in {guardrails.window_days} days (max {guardrails.max_retrains})"
+                f"{day}: {action} -> skipped: {len(window_runs)} retrains in {guardrails.window_days} days "
+                f"(max {guardrails.max_retrains})"
             )
         else:
-            requests.append(
-                dg.RunRequest(
-                    run_key=key,
-                    tags={
-                        PARTITION_TAG: day,
-                        DATA_VERSION_TAG: report["data_version"],
-                        "mlops/drift_action": report["action"],
-                    },
-                )
-            )
-            seen_versions.add(report["data_version"])
-            launched += 1
-            decisions.append(f"{day}: {report['action']} -> LAUNCHED retraining (run key {key})")
+            tags = {
+                PARTITION_TAG: day,
+                DATA_VERSION_TAG: report["data_version"],
+                "mlops/drift_action": action,
+            }
+            if training_data_version is not None:
+                tags[TRAINING_DATA_TAG] = training_data_version
+            requests.append(dg.RunRequest(run_key=key, tags=tags))
+            launched_for = day
+            decisions.append(f"{day}: {action} -> LAUNCHED retraining (run key {key})")
     return requests, decisions
+
+
+def latest_storage_id(instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:
+    records = instance.fetch_materializations(key, limit=1).records
+    return str(records[0].storage_id) if records else None
 
 
 @dg.sensor(
@@ -388,7 +413,8 @@ def decide_retrains(
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Launches retrain_on_drift once per drift report that recommends RETRAIN / RETRAIN_URGENT, "
-    "with a cooldown, a cap per window, and no retrain on unchanged data. Every decision is in the tick log.",
+    "with a cooldown, a cap per window, and no retrain on unchanged training data. Every decision is in the "
+    "tick log.",
 )
 def drift_retraining_sensor(context: dg.SensorEvaluationContext, retrain_guardrails: RetrainGuardrails):
     cursor = int(context.cursor or 0)
@@ -403,16 +429,19 @@ def drift_retraining_sensor(context: dg.SensorEvaluationContext, retrain_guardra
         if "reports" in metadata:
             reports.update(metadata["reports"].value)
     now = datetime.now(UTC)
-    runs = lambda since: context.instance.get_runs(  # noqa: E731
-        filters=dg.RunsFilter(job_name=retrain_job.name, created_after=since)
-    )
+
+    def retrain_runs(since: datetime) -> list[dg.DagsterRun]:
+        return list(
+            context.instance.get_runs(filters=dg.RunsFilter(job_name=retrain_job.name, created_after=since))
+        )
+
+    guardrails = retrain_guardrails
     requests, decisions = decide_retrains(
-        sorted(reports.items()),
-        runs(now - timedelta(hours=retrain_guardrails.cooldown_hours))
-        if retrain_guardrails.cooldown_hours
-        else [],
-        runs(now - timedelta(days=retrain_guardrails.window_days)),
-        retrain_guardrails,
+        list(reports.items()),
+        retrain_runs(now - timedelta(hours=guardrails.cooldown_hours)) if guardrails.cooldown_hours else [],
+        retrain_runs(now - timedelta(days=guardrails.window_days)),
+        guardrails,
+        latest_storage_id(context.instance, FEATURES_KEY),
     )
     for decision in decisions:
         context.log.info(decision)
@@ -445,3 +474,29 @@ def rescore_after_retrain(context: dg.RunStatusSensorContext):
         return dg.SkipReason("retrain run has no drift partition tag")
     date.fromisoformat(day)
     return dg.RunRequest(run_key=f"rescore-{context.dagster_run.run_id}", partition_key=day)
+
+
+labelled_drift_job = dg.define_asset_job(
+    "drift_report_with_labels",
+    selection=dg.AssetSelection.assets(DRIFT_REPORT_KEY),
+    partitions_def=daily_partitions,
+    description="Recompute one day's drift report once its churn labels have closed, adding performance drift.",
+)
+
+
+@dg.schedule(
+    job=labelled_drift_job,
+    cron_schedule="0 5 * * *",
+    execution_timezone="UTC",
+    description=f"Daily, after the lakehouse load: the drift report of the day whose {LABEL_HORIZON_DAYS}-day "
+    "label window just closed is recomputed with its measured performance drop.",
+)
+def labelled_drift_schedule(context: dg.ScheduleEvaluationContext):
+    # The 01:00 load of day D+31 brings data through D+30: the labels of day D are complete.
+    day = (context.scheduled_execution_time.date() - timedelta(days=LABEL_HORIZON_DAYS + 1)).isoformat()
+    scored = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=DRIFT_REPORT_KEY, asset_partitions=[day]), limit=1
+    ).records
+    if not scored:
+        return dg.SkipReason(f"{day} has no drift report yet (never scored); nothing to complete with labels")
+    return dg.RunRequest(run_key=f"labelled-{day}", partition_key=day)
