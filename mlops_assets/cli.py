@@ -1,21 +1,29 @@
 """Command line: ``python -m mlops_assets.cli demo`` runs the lifecycle end to end on the local instance.
 
 Runs go through the Dagster instance at ``$DAGSTER_HOME``, so everything the demo does shows in
-``dagster dev`` afterwards: runs, materializations, check results.
+``dagster dev`` afterwards: runs, materializations, check results. The closing drift loop is left to the
+real ``dagster-daemon``: the demo only feeds it drifted data and watches what its sensors launch.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 
 DEMO_START = date(2026, 1, 1)
 DEMO_DAYS = 120
 SCORING_DAYS = 7
+DRIFT_DAYS = 7
+DRIFT_SCENARIO = "sudden_covariate_shift"
+LOOP_TIMEOUT_S = 20 * 60
+FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
 
 
 def _range_tags(start: date, end: date) -> dict[str, str]:
@@ -26,13 +34,16 @@ def _range_tags(start: date, end: date) -> dict[str, str]:
 
 
 def _run(
-    job_name: str, instance: dg.DagsterInstance, tags: dict[str, str] | None = None
+    job_name: str,
+    instance: dg.DagsterInstance,
+    tags: dict[str, str] | None = None,
+    run_config: dict | None = None,
 ) -> dg.ExecuteInProcessResult:
     from mlops_assets.definitions import defs
 
     started = time.monotonic()
     result = defs.resolve_job_def(job_name).execute_in_process(
-        instance=instance, tags=tags or {}, raise_on_error=False
+        instance=instance, tags=tags or {}, run_config=run_config, raise_on_error=False
     )
     status = "succeeded" if result.success else "FAILED"
     print(f"[demo] {job_name}: run {result.run_id} {status} in {time.monotonic() - started:.0f}s", flush=True)
@@ -87,17 +98,177 @@ def _summary() -> None:
             print(f"[demo]   test {name:8} {metrics[f'test_{name}']:.3f}  95% CI [{low:.3f}, {high:.3f}]")
 
 
+def _latest_drift_reports(instance: dg.DagsterInstance) -> dict[str, dict]:
+    from mlops_assets.defs.monitoring import DRIFT_REPORT_KEY
+
+    records = instance.fetch_materializations(DRIFT_REPORT_KEY, limit=1).records
+    return records[0].asset_materialization.metadata["reports"].value if records else {}
+
+
+def _print_reports(reports: dict[str, dict]) -> None:
+    for day, r in sorted(reports.items()):
+        critical = ", ".join(r["critical_columns"]) or "-"
+        print(
+            f"[demo]   {day}  {r['action']:14} data drift {r['data_drift_level']:11} performance "
+            f"{r['performance_level']:8} model v{r['model_version']}  critical: {critical}"
+        )
+
+
+def _sensor_runs(instance: dg.DagsterInstance, job: str, sensor: str, since: float) -> list[dg.DagsterRun]:
+    return list(
+        instance.get_runs(
+            filters=dg.RunsFilter(
+                job_name=job,
+                tags={"dagster/sensor_name": sensor},
+                created_after=datetime.fromtimestamp(since, UTC),
+            )
+        )
+    )
+
+
+def _tick_decisions(instance: dg.DagsterInstance, sensor: str, since: float) -> list[str]:
+    """What the sensor decided on each tick since ``since``, oldest first, as the UI's tick history shows it."""
+    lines = []
+    for state in instance.all_instigator_state():
+        if state.instigator_name != sensor:
+            continue
+        for tick in instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=50):
+            if tick.timestamp < since:
+                continue
+            stamp = datetime.fromtimestamp(tick.timestamp, UTC).strftime("%H:%M:%S")
+            if tick.run_keys:
+                lines.append(f"{stamp} launched run key(s) {', '.join(tick.run_keys)}")
+            elif tick.skip_reason:
+                lines.append(f"{stamp} {tick.skip_reason}")
+    return sorted(lines)
+
+
+class _Daemon:
+    """``dagster-daemon run`` on this instance and workspace, as ``dagster dev`` starts it."""
+
+    def __init__(self, log_path: Path) -> None:
+        from mlops_assets.settings import PROJECT_ROOT
+
+        self.log_path = log_path
+        # The demo plays a week of data in minutes: the wall-clock cooldown and cap would stop every re-run of
+        # the demo, so its daemon runs without them. The unchanged-training-data guardrail stays on.
+        env = {**os.environ, "MLOPS_RETRAIN_COOLDOWN_HOURS": "0", "MLOPS_MAX_RETRAINS": "100"}
+        self.log = log_path.open("w")
+        self.proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_for_run(
+        self, instance: dg.DagsterInstance, job: str, sensor: str, since: float, deadline: float
+    ) -> dg.DagsterRun:
+        """The first run ``sensor`` launched for ``job`` after ``since``, once it has finished."""
+        last_note = 0.0
+        while True:
+            if self.proc.poll() is not None:
+                raise SystemExit(
+                    f"[demo] dagster-daemon exited ({self.proc.returncode}); see {self.log_path}"
+                )
+            runs = _sensor_runs(instance, job, sensor, since)
+            if runs and runs[-1].status.value in FINISHED:
+                return runs[-1]
+            now = time.monotonic()
+            if now > deadline:
+                raise SystemExit(f"[demo] no finished {job} run from {sensor} in time; see {self.log_path}")
+            if now - last_note >= 30:
+                state = f"run {runs[-1].run_id[:8]} {runs[-1].status.value}" if runs else "no run yet"
+                print(f"[demo]   waiting for {sensor} -> {job}: {state}", flush=True)
+                last_note = now
+            time.sleep(5)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, 2)  # SIGINT: the daemon shuts its threads and code server down
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait()
+        self.log.close()
+
+
+def _last_promotion_decision() -> str:
+    from mlops_assets.defs.evaluation import AUDIT
+    from mlops_assets.environment import build_resources
+
+    delta = build_resources()["lakehouse"].delta()
+    row = delta.read(AUDIT).orderBy("decided_at", ascending=False).first()
+    reasons = "; ".join(row["reasons"][:3]) or "-"
+    return f"{row['decision']} v{row['from_version']} -> v{row['to_version']} ({reasons})"
+
+
+def drift_loop(instance: dg.DagsterInstance, start: date) -> None:
+    """Drifted days through ingestion and scoring, then the real daemon: sensor -> retrain -> re-score."""
+    from mlops_assets.defs.monitoring import rescore_job, retrain_job
+
+    end = start + timedelta(days=DRIFT_DAYS - 1)
+    source = {"scenario": DRIFT_SCENARIO, "drift_start": start.isoformat()}
+    print(
+        f"[demo] 4/5 drift arrives: source scenario {DRIFT_SCENARIO} from {start}; load and score {start}..{end}"
+    )
+    _run("daily_lakehouse", instance, _range_tags(start, end), {"resources": {"source": {"config": source}}})
+    _run("daily_scoring", instance, _range_tags(start, end))
+    _print_reports(_latest_drift_reports(instance))
+
+    print(
+        "[demo] 5/5 the real dagster-daemon takes over: drift_retraining_sensor -> retrain_on_drift",
+        flush=True,
+    )
+    since, deadline = time.time(), time.monotonic() + LOOP_TIMEOUT_S
+    daemon = _Daemon(Path(instance.root_directory) / "demo-daemon.log")
+    print(f"[demo]   dagster-daemon pid {daemon.proc.pid}, log {daemon.log_path}")
+    try:
+        retrain = daemon.wait_for_run(instance, retrain_job.name, "drift_retraining_sensor", since, deadline)
+        tags = retrain.tags
+        print(
+            f"[demo]   retrain_on_drift run {retrain.run_id} {retrain.status.value}: launched by the sensor for "
+            f"{tags.get('mlops/drift_partition')} ({tags.get('mlops/drift_action')}), run key {tags.get('dagster/run_key')}"
+        )
+        print(f"[demo]   promotion gate: {_last_promotion_decision()}")
+        if retrain.status.value != "SUCCESS":
+            raise SystemExit(f"[demo] the drift-triggered retrain did not succeed; see run {retrain.run_id}")
+        rescore = daemon.wait_for_run(instance, rescore_job.name, "rescore_after_retrain", since, deadline)
+        print(f"[demo]   rescore_after_retrain run {rescore.run_id} {rescore.status.value}")
+        if rescore.status.value != "SUCCESS":
+            raise SystemExit(
+                f"[demo] the re-score after the retrain did not succeed; see run {rescore.run_id}"
+            )
+        _print_reports(_latest_drift_reports(instance))
+        # One more sensor tick sees the re-scored report: it must not retrain again on the same training data.
+        rescored_at = time.time()
+        while time.monotonic() < deadline and not _tick_decisions(
+            instance, "drift_retraining_sensor", rescored_at
+        ):
+            time.sleep(5)
+    finally:
+        daemon.stop()
+    print("[demo]   drift_retraining_sensor ticks (the tick history in the UI):")
+    for line in _tick_decisions(instance, "drift_retraining_sensor", since):
+        print(f"[demo]     {line}")
+
+
 def demo(days: int) -> None:
     instance = dg.DagsterInstance.get()
     start, end = DEMO_START, DEMO_START + timedelta(days=days - 1)
     print(f"[demo] DAGSTER_HOME instance: {instance.root_directory}")
-    print(f"[demo] 1/3 landing -> bronze -> silver -> gold -> features for {start}..{end}, one backfill run")
+    print(f"[demo] 1/5 landing -> bronze -> silver -> gold -> features for {start}..{end}, one backfill run")
     _run("daily_lakehouse", instance, _range_tags(start, end))
-    print("[demo] 2/3 training set -> LightGBM + Optuna (MLflow) -> evaluation report -> promotion gate")
+    print("[demo] 2/5 training set -> LightGBM + Optuna (MLflow) -> evaluation report -> promotion gate")
     _run("train_evaluate_promote", instance)
     score_start = end - timedelta(days=SCORING_DAYS - 1)
-    print(f"[demo] 3/3 batch scoring with @champion for {score_start}..{end}")
+    print(f"[demo] 3/5 batch scoring with @champion for {score_start}..{end}")
     _run("daily_scoring", instance, _range_tags(score_start, end))
+    _print_reports(_latest_drift_reports(instance))
+    drift_loop(instance, end + timedelta(days=1))
     _summary()
     print("[demo] done: `make dev` and open http://127.0.0.1:3000 to browse the runs and assets")
 
