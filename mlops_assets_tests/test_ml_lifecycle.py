@@ -15,11 +15,12 @@ import yaml
 from mlflow import MlflowClient
 from pyspark.sql import functions as F
 
+from mlops_assets.defs.monitoring import DRIFT_REPORTS
 from mlops_assets.lakehouse.tables import TableRef
 from mlops_assets.ml.evaluation import SECTIONS
 from mlops_assets.ml.mlflow_model import CHALLENGER, CHAMPION, alias_version, log_and_register, set_alias
 from mlops_assets.ml.training import tune_and_train
-from mlops_assets_tests.conftest import TEST_END, range_tags
+from mlops_assets_tests.conftest import TEST_END, TEST_START, range_tags
 
 MODEL = "churn_model"
 AUDIT = TableRef("ml", "promotion_audit")
@@ -171,6 +172,28 @@ def test_scoring_writes_one_row_per_entity_per_day_with_shadow_scores(first_trai
         alias_version(MODEL, CHALLENGER)
     }
     assert predictions.where("score < 0 OR score > 1").count() == 0
+
+
+def test_drift_report_measures_performance_once_a_days_labels_close(first_training, test_defs, lakehouse):
+    profile = _materialized(first_training)["monitoring/reference_profile"]
+    assert 0 < profile["profile_bytes"].value < 64_000  # kilobytes, not the training rows
+    labelled, recent = TEST_START + timedelta(days=12), TEST_END  # 30-day labels closed / still open
+    for day in (labelled, recent):
+        result = test_defs.resolve_job_def("daily_scoring").execute_in_process(
+            partition_key=day.isoformat(), raise_on_error=False
+        )
+        assert result.success
+        verdict = _materialized(result)["monitoring/drift_report"]["reports"].value[day.isoformat()]
+        assert verdict["model_version"] == alias_version(MODEL, CHAMPION)
+        assert _checks(result)["drift_severity"].metadata["level"].value == verdict["data_drift_level"]
+    rows = {r["_partition_date"]: r for r in lakehouse.read(DRIFT_REPORTS).collect()}
+    assert rows[labelled]["performance_level"] in {"none", "moderate", "significant"}
+    assert 0.5 < rows[labelled]["current_roc_auc"] <= 1.0 and rows[labelled]["baseline_roc_auc"] > 0.5
+    assert rows[labelled]["data_version"].endswith(":labelled")
+    assert rows[recent]["performance_level"] == "pending" and rows[recent]["current_roc_auc"] is None
+    assert rows[recent]["data_version"].endswith(":pending")
+    report = json.loads(rows[labelled]["report_json"])
+    assert report["action"] == rows[labelled]["action"]
 
 
 def test_rollback_restores_the_previous_champion(first_training, test_defs, lakehouse):

@@ -61,14 +61,14 @@ def _flagged(scenario: str, seed: int) -> tuple[set[str], set[str]]:
     return set(summary.drifted_columns), set(summary.critical_columns)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", range(1, 11))
 def test_no_drift_scenario_raises_no_critical_drift(seed):
     _, critical = _flagged("none", seed)
     assert critical == set()
 
 
 @pytest.mark.parametrize("scenario", ["gradual_covariate_shift", "sudden_covariate_shift", "null_spike"])
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("seed", range(1, 6))
 def test_each_scenario_flags_the_columns_it_drifted_and_only_those(scenario, seed):
     drifted, critical = _flagged(scenario, seed)
     expected = set(SCENARIOS[scenario].drifted_columns)
