@@ -38,8 +38,9 @@ demo: install home
 test: install
 	$(BIN)/pytest
 
+# The venv first on PATH: `dagster dev` re-parses the dbt project (DbtProject.prepare_if_dev) with `dbt` from PATH.
 dev: install home
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 # The MLflow UI on the local store (no auth: bound to 127.0.0.1 only).
 mlflow: install home
