@@ -11,6 +11,7 @@ from pyspark.sql import DataFrame
 
 from mlops_assets.lakehouse.delta_io import CommitInfo
 from mlops_assets.lakehouse.tables import TableRef
+from mlops_assets.resources import LakehouseResource
 
 OWNER = "team:ml-platform"
 PREVIEW_ROWS = 5
@@ -35,6 +36,16 @@ def partition_days(context: dg.AssetExecutionContext | dg.AssetCheckExecutionCon
     window = context.partition_time_window
     start, end = window.start.date(), window.end.date()
     return [start + timedelta(days=i) for i in range((end - start).days)]
+
+
+def read_run_partitions(
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
+    lakehouse: LakehouseResource,
+    ref: TableRef,
+) -> DataFrame:
+    """The rows of ``ref`` in the run's partition range: what a check of this run has to look at."""
+    days = partition_days(context)
+    return lakehouse.delta().read_partitions(ref, days[0], days[-1])
 
 
 def markdown_preview(df: DataFrame, rows: int = PREVIEW_ROWS) -> str:

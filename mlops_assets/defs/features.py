@@ -3,7 +3,7 @@
 import dagster as dg
 from pyspark.sql import functions as F
 
-from mlops_assets.defs.common import OWNER, delta_metadata, partition_days
+from mlops_assets.defs.common import OWNER, delta_metadata, partition_days, read_run_partitions
 from mlops_assets.lakehouse.features import FEATURES_TABLE as FEATURES
 from mlops_assets.lakehouse.features import as_of_frame, build_features, leakage_violations
 from mlops_assets.lakehouse.tables import TableRef
@@ -56,7 +56,5 @@ def churn_features(context: dg.AssetExecutionContext, lakehouse: LakehouseResour
 def point_in_time(
     context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource
 ) -> dg.AssetCheckResult:
-    days = partition_days(context)
-    features = lakehouse.delta().read_partitions(FEATURES, days[0], days[-1])
-    violations = leakage_violations(features)
+    violations = leakage_violations(read_run_partitions(context, lakehouse, FEATURES))
     return dg.AssetCheckResult(passed=violations == 0, metadata={"rows_using_future_data": violations})

@@ -4,10 +4,9 @@ quality gates that guard them."""
 import functools
 
 import dagster as dg
-from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from mlops_assets.defs.common import OWNER, delta_metadata, partition_days
+from mlops_assets.defs.common import OWNER, delta_metadata, partition_days, read_run_partitions
 from mlops_assets.lakehouse.entities import ENTITIES, EntitySpec
 from mlops_assets.lakehouse.ingest import try_cast
 from mlops_assets.lakehouse.quality import split_silver
@@ -115,18 +114,14 @@ def build_silver_checks(spec: EntitySpec) -> list[dg.AssetChecksDefinition]:
         partitions_def=daily_partitions,
     )
 
-    def read(
-        context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource, ref: TableRef
-    ) -> DataFrame:
-        days = partition_days(context)
-        return lakehouse.delta().read_partitions(ref, days[0], days[-1])
-
     @silver_gate(
         name="pandera_schema",
         description="The silver rows conform to the pandera schema generated from the entity spec.",
     )
     def pandera_schema(context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource):
-        errors = validation_errors(read(context, lakehouse, silver_ref).select(*spec.column_names), spec)
+        errors = validation_errors(
+            read_run_partitions(context, lakehouse, silver_ref).select(*spec.column_names), spec
+        )
         return dg.AssetCheckResult(
             passed=not errors,
             severity=dg.AssetCheckSeverity.ERROR,
@@ -139,7 +134,7 @@ def build_silver_checks(spec: EntitySpec) -> list[dg.AssetChecksDefinition]:
     )
     def reconciles_with_bronze(context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource):
         bronze, silver, quarantine = (
-            read(context, lakehouse, r) for r in (bronze_ref, silver_ref, quarantine_ref)
+            read_run_partitions(context, lakehouse, r) for r in (bronze_ref, silver_ref, quarantine_ref)
         )
         placed = silver.select(*lineage).unionByName(quarantine.select(*lineage))
         unplaced = bronze.join(placed, lineage, "left_anti")
@@ -162,8 +157,8 @@ def build_silver_checks(spec: EntitySpec) -> list[dg.AssetChecksDefinition]:
     def quarantine_rate(
         context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource, quality: QualityThresholds
     ):
-        n_bronze = read(context, lakehouse, bronze_ref).count()
-        n_quarantine = read(context, lakehouse, quarantine_ref).count()
+        n_bronze = read_run_partitions(context, lakehouse, bronze_ref).count()
+        n_quarantine = read_run_partitions(context, lakehouse, quarantine_ref).count()
         rate = n_quarantine / n_bronze if n_bronze else 0.0
         severity = (
             dg.AssetCheckSeverity.ERROR
@@ -187,7 +182,13 @@ def build_silver_checks(spec: EntitySpec) -> list[dg.AssetChecksDefinition]:
         description=f"No two silver rows share the key {list(spec.key)}.",
     )
     def unique_key(context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource):
-        dupes = read(context, lakehouse, silver_ref).groupBy(*spec.key).count().where("count > 1").count()
+        dupes = (
+            read_run_partitions(context, lakehouse, silver_ref)
+            .groupBy(*spec.key)
+            .count()
+            .where("count > 1")
+            .count()
+        )
         return dg.AssetCheckResult(passed=dupes == 0, metadata={"duplicate_keys": dupes})
 
     return [pandera_schema, reconciles_with_bronze, quarantine_rate, unique_key]
