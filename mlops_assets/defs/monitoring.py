@@ -1,6 +1,7 @@
 """Monitoring: the champion's reference profile, daily drift reports computed in Spark, their checks, and the
 sensor that launches retraining when a report recommends it."""
 
+import functools
 import json
 from datetime import UTC, date, datetime, timedelta
 
@@ -11,7 +12,7 @@ from pydantic import Field
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from mlops_assets.defs.common import OWNER, partition_days, png_markdown
+from mlops_assets.defs.common import OWNER, partition_days, png_markdown, read_run_partitions
 from mlops_assets.defs.scoring import PREDICTIONS
 from mlops_assets.defs.training import BILLING, SPLIT, read_training_set
 from mlops_assets.lakehouse.features import FEATURES_TABLE, LABEL_HORIZON_DAYS, churn_labels
@@ -187,15 +188,28 @@ def drift_report(
     delta = lakehouse.delta()
     billing = delta.read(BILLING) if contract.source is None else None
     labels_known_through = billing.agg(F.max("available_date")).first()[0] if billing is not None else None
+    days = partition_days(context)
+
+    @functools.cache
+    def reference(version: str) -> tuple[ReferenceProfile, float | None]:
+        """The version's profile and test ROC-AUC, looked up once per run, not once per day."""
+        baseline = (
+            MlflowClient()
+            .get_run(MlflowClient().get_model_version(name, version).run_id)
+            .data.metrics.get("test_roc_auc")
+        )
+        return load_profile(lakehouse, name, version), baseline
+
+    all_features = feature_set.read(lakehouse)
     rows, reports, markdowns = [], {}, []
-    for day in partition_days(context):
+    for day in days:
         predictions = delta.read_partitions(PREDICTIONS, day, day)
         scored_by = predictions.agg(F.max("model_version"), F.max("scored_at"), F.count("*")).first()
         version, scored_at, n_scored = scored_by
         if not n_scored:
             raise ValueError(f"drift_report: no predictions for {day}; materialize {PREDICTIONS} first")
-        profile = load_profile(lakehouse, name, version)
-        features = feature_set.read(lakehouse).where(F.col(contract.as_of) == F.lit(day))
+        profile, baseline_auc = reference(version)
+        features = all_features.where(F.col(contract.as_of) == F.lit(day))
         current = features.join(
             predictions.select(
                 F.col("entity").alias(contract.entity_key), F.col("as_of").alias(contract.as_of), SCORE
@@ -206,11 +220,6 @@ def drift_report(
         current_auc = None
         if labels_known_through is not None and (labels_known_through - day).days >= LABEL_HORIZON_DAYS:
             current_auc = binned_auc(churn_labels(current, billing), contract.label)
-        baseline_auc = (
-            MlflowClient()
-            .get_run(MlflowClient().get_model_version(name, version).run_id)
-            .data.metrics.get("test_roc_auc")
-        )
         report = build_report(
             outcome.summary, baseline_auc, current_auc, "roc_auc", monitoring.performance_thresholds()
         )
@@ -254,7 +263,6 @@ def drift_report(
         context.log.info(
             f"drift {day}: {report.action} (data {summary.level}, performance {report.performance_level}; critical {list(summary.critical_columns)})"
         )
-    days = partition_days(context)
     table = delta.spark.createDataFrame(
         rows,
         "_partition_date date, model_name string, model_version string, action string, data_drift_level string, "
@@ -298,8 +306,7 @@ def _level_of(reports: dict) -> Level:
 def drift_severity(
     context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource
 ) -> dg.AssetCheckResult:
-    days = partition_days(context)
-    rows = lakehouse.delta().read_partitions(DRIFT_REPORTS, days[0], days[-1]).collect()
+    rows = read_run_partitions(context, lakehouse, DRIFT_REPORTS).collect()
     reports = {
         str(r["_partition_date"]): {
             "data_drift_level": r["data_drift_level"],
