@@ -64,8 +64,20 @@ def quantile_edges(quantiles: Iterable[float | None]) -> tuple[float, ...]:
     return (-math.inf, *inner, math.inf)
 
 
+class _BinCounts:
+    """What both column profiles derive from their ``counts``, ``null_count`` and ``total`` fields."""
+
+    @property
+    def n_bins(self) -> int:
+        return len(self.counts)
+
+    @property
+    def non_null(self) -> int:
+        return self.total - self.null_count
+
+
 @dataclass(frozen=True)
-class NumericalProfile:
+class NumericalProfile(_BinCounts):
     """Reference summary of one numerical column (a feature or the model score)."""
 
     name: str
@@ -93,14 +105,6 @@ class NumericalProfile:
     @property
     def inner_edges(self) -> tuple[float, ...]:
         return self.edges[1:-1]
-
-    @property
-    def n_bins(self) -> int:
-        return len(self.counts)
-
-    @property
-    def non_null(self) -> int:
-        return self.total - self.null_count
 
     def bin_labels(self) -> list[str]:
         """Human-readable bin names for reports and histograms."""
@@ -144,7 +148,7 @@ class NumericalProfile:
 
 
 @dataclass(frozen=True)
-class CategoricalProfile:
+class CategoricalProfile(_BinCounts):
     """Reference summary of one categorical column: top-K vocabulary plus an ``__other__`` bucket.
 
     Only the K most frequent categories are kept so the profile stays small for high-cardinality columns;
@@ -162,14 +166,6 @@ class CategoricalProfile:
     def __post_init__(self) -> None:
         if len(self.counts) != len(self.vocabulary) + 1:
             raise ValueError(f"{self.name}: counts must cover the vocabulary plus {OTHER}")
-
-    @property
-    def n_bins(self) -> int:
-        return len(self.counts)
-
-    @property
-    def non_null(self) -> int:
-        return self.total - self.null_count
 
     def bin_labels(self) -> list[str]:
         return [*self.vocabulary, OTHER]
