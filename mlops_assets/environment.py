@@ -33,9 +33,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
         "mlflow_tracking": MlflowTrackingResource(tracking_uri=settings.mlflow_tracking_uri),
         "promotion_policy": PromotionPolicyConfig(),
         "monitoring": MonitoringConfig(),
-        "retrain_guardrails": RetrainGuardrails(
-            cooldown_hours=settings.retrain_cooldown_hours, max_retrains=settings.max_retrains
-        ),
+        "retrain_guardrails": RetrainGuardrails(**settings.retrain_guardrail_overrides()),
         "dbt": DbtCliResource(
             project_dir=dbt_project,
             # The dbt of this interpreter's environment, whether or not the venv is on PATH.

@@ -31,24 +31,29 @@ class Settings:
     lakehouse_root: str
     mlflow_tracking_uri: str
     catalog: str | None = None
-    retrain_cooldown_hours: float = 6.0
-    max_retrains: int = 3
+    # Overrides of the RetrainGuardrails resource; None keeps the resource's own default.
+    retrain_cooldown_hours: float | None = None
+    max_retrains: int | None = None
+
+    def retrain_guardrail_overrides(self) -> dict[str, float]:
+        overrides = {"cooldown_hours": self.retrain_cooldown_hours, "max_retrains": self.max_retrains}
+        return {field: value for field, value in overrides.items() if value is not None}
 
     def subprocess_environ(self) -> dict[str, str]:
         """The variables a subprocess (dbt) needs to see the same lakehouse."""
         return {"LAKEHOUSE_ROOT": self.lakehouse_root, "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri}
 
 
-def _number(environ: Mapping[str, str], name: str, default: float, kind: type) -> float:
+def _number(environ: Mapping[str, str], name: str, kind: type, minimum: float) -> float | None:
     raw = environ.get(name)
     if raw is None or raw == "":
-        return default
+        return None
     try:
         value = kind(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a{'n integer' if kind is int else ' number'}") from None
-    if value < 0:
-        raise SettingsError(f"{name}={raw!r} must not be negative")
+    if value < minimum:
+        raise SettingsError(f"{name}={raw!r} must be at least {minimum}")
     return value
 
 
@@ -70,6 +75,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         lakehouse_root=lakehouse_root,
         mlflow_tracking_uri=mlflow_uri,
         catalog=catalog,
-        retrain_cooldown_hours=_number(environ, "MLOPS_RETRAIN_COOLDOWN_HOURS", 6.0, float),
-        max_retrains=max(1, _number(environ, "MLOPS_MAX_RETRAINS", 3, int)),
+        retrain_cooldown_hours=_number(environ, "MLOPS_RETRAIN_COOLDOWN_HOURS", float, minimum=0),
+        max_retrains=_number(environ, "MLOPS_MAX_RETRAINS", int, minimum=1),
     )
