@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -187,11 +188,11 @@ class _Daemon:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, 2)  # SIGINT: the daemon shuts its threads and code server down
+            os.killpg(self.proc.pid, signal.SIGINT)  # the daemon shuts its threads and code server down
             try:
                 self.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
+                os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self.log.close()
 
