@@ -12,7 +12,7 @@ export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/var/mlflow/mlflow.db
 # LightGBM/OpenMP threads must not spin against the Spark JVM on a 2-core machine.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install demo test dev lint format bench clean home manifest mlflow rollback
+.PHONY: install demo test dev lint format bench clean home manifest mlflow rollback dbt
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ mlflow: install home
 # Restore the previous @champion (audited in ml/promotion_audit).
 rollback: install home
 	$(BIN)/python -m mlops_assets.cli rollback
+
+# dbt's own CLI on the same lakehouse, e.g. `make dbt ARGS=build` or `make dbt ARGS="docs generate"`.
+# It writes gold without a Dagster materialization (Dagster does not see it): for debugging models only.
+dbt: install home
+	cd dbt_project && ../$(BIN)/dbt $(or $(ARGS),debug) --profiles-dir .
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
