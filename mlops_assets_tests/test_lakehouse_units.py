@@ -3,6 +3,7 @@
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import dagster as dg
 import pytest
 from pyspark.sql import functions as F
 
@@ -161,9 +162,22 @@ def test_resource_config_errors_name_the_field():
 
 
 def test_definitions_load_with_groups_kinds_and_owners(test_defs):
+    from mlops_assets.defs.groups import LIFECYCLE
+
     graph = test_defs.resolve_asset_graph()
     groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()}
-    assert {"landing", "bronze", "silver", "quarantine", "gold"} <= groups
+    assert groups == set(LIFECYCLE)
+    # The UI sorts group names: sorted, they read in lifecycle order, and no asset feeds an earlier group.
+    assert sorted(groups) == list(LIFECYCLE)
+    for key in graph.get_all_asset_keys():
+        for parent in graph.get(key).parent_keys:
+            if graph.has(parent):
+                assert LIFECYCLE.index(graph.get(parent).group_name) <= LIFECYCLE.index(
+                    graph.get(key).group_name
+                ), (parent, key)
+    assert graph.get(dg.AssetKey(["gold", "dim_customers"])).group_name == "05_gold"  # the dbt translator
+    # Scoring depends on the champion in the lineage, not only on the features.
+    assert dg.AssetKey(["ml", "champion"]) in graph.get(dg.AssetKey(["ml", "predictions"])).parent_keys
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.owners, key

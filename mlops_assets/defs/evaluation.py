@@ -11,6 +11,7 @@ import mlflow
 from mlflow import MlflowClient
 from pyspark.sql import types as T
 
+from mlops_assets.defs import groups
 from mlops_assets.defs.common import OWNER, png_markdown
 from mlops_assets.defs.training import SPLIT, read_training_set
 from mlops_assets.lakehouse.tables import TableRef
@@ -79,7 +80,7 @@ def append_audit(
 @dg.asset(
     key=EVALUATION_KEY,
     deps=[["ml", "churn_model"]],
-    group_name="evaluation",
+    group_name=groups.EVALUATION,
     kinds={"mlflow"},
     owners=[OWNER],
     description="The @challenger on the untouched test split: metrics with bootstrap CIs, calibration, slices, "

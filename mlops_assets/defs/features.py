@@ -3,6 +3,7 @@
 import dagster as dg
 from pyspark.sql import functions as F
 
+from mlops_assets.defs import groups
 from mlops_assets.defs.common import OWNER, delta_metadata, partition_days, read_run_partitions
 from mlops_assets.lakehouse.features import FEATURES_TABLE as FEATURES
 from mlops_assets.lakehouse.features import as_of_frame, build_features, leakage_violations
@@ -18,7 +19,7 @@ GOLD_INPUTS = {
 @dg.asset(
     key=FEATURES.asset_key_path,
     deps=[dg.AssetKey(ref.asset_key_path) for ref in GOLD_INPUTS.values()],
-    group_name="features",
+    group_name=groups.FEATURES,
     partitions_def=daily_partitions,
     backfill_policy=single_run_backfill,
     kinds={"spark", "delta"},

@@ -13,6 +13,7 @@ from dagster_dbt import (
     dbt_assets,
 )
 
+from mlops_assets.defs import groups
 from mlops_assets.defs.common import OWNER
 from mlops_assets.lakehouse.spark import delta_package
 from mlops_assets.partitions import daily_partitions, single_run_backfill
@@ -35,7 +36,7 @@ class LakehouseDbtTranslator(DagsterDbtTranslator):
         return dg.AssetKey(["gold", dbt_resource_props["name"]])
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
-        return "gold"
+        return groups.GOLD
 
     def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
         return [OWNER]

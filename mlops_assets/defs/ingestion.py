@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from mlops_assets.defs import groups
 from mlops_assets.defs.common import OWNER, delta_metadata, partition_days
 from mlops_assets.lakehouse.entities import ENTITIES, EntitySpec
 from mlops_assets.lakehouse.ingest import landing_files, to_bronze
@@ -16,7 +17,7 @@ LANDING_FILES = dg.AssetKey(["landing", "daily_files"])
 
 @dg.asset(
     key=LANDING_FILES,
-    group_name="landing",
+    group_name=groups.LANDING,
     partitions_def=daily_partitions,
     backfill_policy=single_run_backfill,
     kinds={"python", "csv", "json"},
@@ -48,7 +49,7 @@ def build_bronze_asset(spec: EntitySpec) -> dg.AssetsDefinition:
     @dg.asset(
         key=ref.asset_key_path,
         deps=[LANDING_FILES],
-        group_name="bronze",
+        group_name=groups.BRONZE,
         partitions_def=daily_partitions,
         backfill_policy=single_run_backfill,
         kinds={"spark", "delta"},

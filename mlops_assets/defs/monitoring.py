@@ -12,6 +12,7 @@ from pydantic import Field
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from mlops_assets.defs import groups
 from mlops_assets.defs.common import OWNER, partition_days, png_markdown, read_run_partitions
 from mlops_assets.defs.scoring import PREDICTIONS
 from mlops_assets.defs.training import BILLING, SPLIT, read_training_set
@@ -84,7 +85,7 @@ def _profile_row(lakehouse: LakehouseResource, model_name: str, version: str):
 @dg.asset(
     key=REFERENCE_PROFILE_KEY,
     deps=[["ml", "champion"]],
-    group_name="monitoring",
+    group_name=groups.MONITORING,
     kinds={"delta", "mlflow"},
     owners=[OWNER],
     description="Per champion version, computed once from its training rows: quantile bins and counts of each "
@@ -167,7 +168,7 @@ def binned_auc(scored: DataFrame, label: str) -> float | None:
 @dg.asset(
     key=DRIFT_REPORT_KEY,
     deps=[PREDICTIONS.asset_key_path, REFERENCE_PROFILE_KEY],
-    group_name="monitoring",
+    group_name=groups.MONITORING,
     partitions_def=daily_partitions,
     backfill_policy=single_run_backfill,
     kinds={"spark", "delta", "mlflow"},

@@ -3,6 +3,7 @@
 import dagster as dg
 from pyspark.sql import functions as F
 
+from mlops_assets.defs import groups
 from mlops_assets.defs.common import OWNER
 from mlops_assets.defs.evaluation import AUDIT, EVALUATION_KEY, append_audit
 from mlops_assets.ml.mlflow_model import CHALLENGER, CHAMPION, alias_version, require_alias, set_alias
@@ -12,7 +13,7 @@ from mlops_assets.resources import LakehouseResource, MlflowTrackingResource
 @dg.asset(
     key=["ml", "champion"],
     deps=[EVALUATION_KEY],
-    group_name="registry",
+    group_name=groups.REGISTRY,
     kinds={"mlflow"},
     owners=[OWNER],
     description="Moves the registry alias @champion to the @challenger. Runs only when the blocking "

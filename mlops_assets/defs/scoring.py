@@ -1,12 +1,13 @@
 """Scoring: daily batch predictions by the registered @champion, through Spark, with the @challenger's
 shadow scores beside them when one exists."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import dagster as dg
 import pandas as pd
 from pyspark.sql import functions as F
 
+from mlops_assets.defs import groups
 from mlops_assets.defs.common import OWNER, delta_metadata, partition_days
 from mlops_assets.lakehouse.features import FEATURES_TABLE
 from mlops_assets.lakehouse.tables import TableRef
@@ -16,10 +17,32 @@ from mlops_assets.partitions import daily_partitions, single_run_backfill
 from mlops_assets.resources import FeatureSetResource, LakehouseResource, MlflowTrackingResource
 
 PREDICTIONS = TableRef("ml", "predictions")
+PREDICTIONS_KEY = dg.AssetKey(PREDICTIONS.asset_key_path)
+FEATURES_KEY = dg.AssetKey(FEATURES_TABLE.asset_key_path)
 PREDICTION_SCHEMA = (
     "entity string, as_of date, score double, predicted_label int, model_name string, model_version string, "
     "shadow_score double, shadow_model_version string"
 )
+
+
+class MissingFeaturesError(ValueError):
+    """Some days of the run have no feature rows: scoring them would write nothing and hide the cause."""
+
+
+def days_without_rows(features, as_of: str, days: list[date]) -> list[date]:
+    """The run's days that have no feature row (one small aggregation: a count per as-of day)."""
+    present = {r[0] for r in features.groupBy(F.to_date(as_of)).count().collect() if r["count"]}
+    return [d for d in days if d not in present]
+
+
+def missing_features_message(missing: list[date], source: str, external: bool) -> str:
+    days = ", ".join(d.isoformat() for d in missing)
+    fix = (
+        "check the external feature table's as-of dates"
+        if external
+        else f"materialize {'that partition' if len(missing) == 1 else 'those partitions'} with daily_lakehouse first"
+    )
+    return f"{PREDICTIONS_KEY.to_user_string()}: no rows in {source} for {days} ({fix})"
 
 
 def score_partition(
@@ -57,8 +80,9 @@ def score_partition(
 
 @dg.asset(
     key=PREDICTIONS.asset_key_path,
-    deps=[dg.AssetKey(FEATURES_TABLE.asset_key_path)],
-    group_name="scoring",
+    # The champion is an input as much as the features: lineage shows which promotion scoring depends on.
+    deps=[FEATURES_KEY, dg.AssetKey(["ml", "champion"])],
+    group_name=groups.SCORING,
     partitions_def=daily_partitions,
     backfill_policy=single_run_backfill,
     kinds={"spark", "delta", "mlflow"},
@@ -83,6 +107,10 @@ def predictions(
     features = feature_set.read(lakehouse).where(
         F.col(contract.as_of).between(F.lit(days[0]), F.lit(days[-1]))
     )
+    missing = days_without_rows(features, contract.as_of, days)
+    if missing:
+        source = contract.source.path if contract.source else FEATURES_KEY.to_user_string()
+        raise MissingFeaturesError(missing_features_message(missing, source, contract.source is not None))
     scored = score_partition(
         features, contract, name, champion_model, champion_version, shadow_model, shadow_version
     )

@@ -6,6 +6,7 @@ import functools
 import dagster as dg
 from pyspark.sql import functions as F
 
+from mlops_assets.defs import groups
 from mlops_assets.defs.common import OWNER, delta_metadata, partition_days, read_run_partitions
 from mlops_assets.lakehouse.entities import ENTITIES, EntitySpec
 from mlops_assets.lakehouse.ingest import try_cast
@@ -32,7 +33,7 @@ def build_silver_assets(spec: EntitySpec) -> dg.AssetsDefinition:
             dg.AssetSpec(
                 silver_ref.asset_key_path,
                 deps=[bronze_key],
-                group_name="silver",
+                group_name=groups.SILVER,
                 kinds={"spark", "delta"},
                 owners=[OWNER],
                 description=f"Typed, validated, deduplicated {spec.name}; key {list(spec.key)}.",
@@ -40,7 +41,7 @@ def build_silver_assets(spec: EntitySpec) -> dg.AssetsDefinition:
             dg.AssetSpec(
                 quarantine_ref.asset_key_path,
                 deps=[bronze_key],
-                group_name="quarantine",
+                group_name=groups.QUARANTINE,
                 kinds={"spark", "delta"},
                 owners=[OWNER],
                 description=f"{spec.name} rows that broke a rule, with the rules broken, the raw line, the "

@@ -6,6 +6,7 @@ import mlflow
 import pandas as pd
 from pyspark.sql import functions as F
 
+from mlops_assets.defs import groups
 from mlops_assets.defs.common import OWNER, code_version
 from mlops_assets.lakehouse.features import (
     FEATURES_TABLE,
@@ -42,7 +43,7 @@ def read_training_set(lakehouse: LakehouseResource) -> pd.DataFrame:
 @dg.asset(
     key=TRAINING_SET.asset_key_path,
     deps=[dg.AssetKey(FEATURES_TABLE.asset_key_path), dg.AssetKey(BILLING.asset_key_path)],
-    group_name="training",
+    group_name=groups.TRAINING,
     kinds={"spark", "delta"},
     owners=[OWNER],
     description="Labelled feature rows for as-of dates whose 30-day label window has closed, split by time "
@@ -137,7 +138,7 @@ def _log_trial(trial: TrialResult) -> None:
 @dg.asset(
     key=["ml", "churn_model"],
     deps=[TRAINING_SET.asset_key_path],
-    group_name="training",
+    group_name=groups.TRAINING,
     kinds={"lightgbm", "optuna", "mlflow"},
     owners=[OWNER],
     description="LightGBM tuned by Optuna (TPE, pruning on the validation metric), one MLflow parent run per "

@@ -7,6 +7,7 @@ uncommitted files that readers never see.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import date
 
@@ -17,6 +18,13 @@ from pyspark.sql import functions as F
 from mlops_assets.lakehouse.tables import TableLocator, TableRef
 
 PARTITION_COLUMN = "_partition_date"
+# How many recent commits replace_partitions searches for its own (concurrent writers may have committed since).
+COMMIT_SEARCH_DEPTH = 20
+
+
+# What ``replace_partitions`` reports when Delta made no commit (an empty write over partitions that held
+# nothing): the table is unchanged at ``version`` and this write wrote 0 rows.
+NO_COMMIT = "NONE"
 
 
 @dataclass(frozen=True)
@@ -58,21 +66,31 @@ class DeltaLakehouse:
             writer.save(self.locator.path(ref))
 
     def replace_partitions(self, df: DataFrame, ref: TableRef, start: date, end: date) -> CommitInfo:
-        """Atomically replace partitions start..end (inclusive) of a table partitioned by date."""
+        """Atomically replace partitions start..end (inclusive) of a table partitioned by date.
+
+        Returns the commit this write made, found by a token in its ``userMetadata`` (never a concurrent or
+        earlier commit). Delta makes no commit for an empty write over partitions that held nothing: then
+        the result says so (operation ``NONE``, 0 rows, the table's unchanged version).
+        """
         condition = (
             f"{PARTITION_COLUMN} >= '{start.isoformat()}' AND {PARTITION_COLUMN} <= '{end.isoformat()}'"
         )
         outside = df.where(~F.col(PARTITION_COLUMN).between(F.lit(start), F.lit(end))).limit(1).count()
         if outside:
             raise ValueError(f"{ref}: rows outside the partitions being replaced ({start}..{end})")
+        token = f"replace_partitions {start.isoformat()}..{end.isoformat()} {uuid.uuid4().hex}"
         writer = (
             df.write.format("delta")
             .mode("overwrite")
             .option("replaceWhere", condition)
+            .option("userMetadata", token)
             .partitionBy(PARTITION_COLUMN)
         )
         self._save(writer, ref)
-        return self.last_commit(ref)
+        recent = self._table(ref).history(COMMIT_SEARCH_DEPTH).where(F.col("userMetadata") == token).first()
+        if recent is None:
+            return CommitInfo(self.version(ref), NO_COMMIT, 0)
+        return _commit_info(recent)
 
     def overwrite(self, df: DataFrame, ref: TableRef) -> CommitInfo:
         """Replace a whole (small, unpartitioned) table atomically."""
@@ -84,10 +102,16 @@ class DeltaLakehouse:
         return self.last_commit(ref)
 
     def last_commit(self, ref: TableRef) -> CommitInfo:
-        row = self._table(ref).history(1).select("version", "operation", "operationMetrics").first()
-        metrics = row["operationMetrics"] or {}
-        rows = metrics.get("numOutputRows")
-        return CommitInfo(int(row["version"]), row["operation"], int(rows) if rows is not None else None)
+        return _commit_info(self._table(ref).history(1).first())
 
     def version(self, ref: TableRef) -> int:
         return self.last_commit(ref).version
+
+
+def _commit_info(row) -> CommitInfo:
+    """A history row as CommitInfo; a write that added no files wrote 0 rows (Delta then omits the count)."""
+    metrics = row["operationMetrics"] or {}
+    rows = metrics.get("numOutputRows")
+    if rows is None and metrics.get("numFiles") == "0":
+        rows = 0
+    return CommitInfo(int(row["version"]), row["operation"], int(rows) if rows is not None else None)
