@@ -11,8 +11,12 @@ export LAKEHOUSE_ROOT ?= $(CURDIR)/var/lakehouse
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/var/mlflow/mlflow.db
 # LightGBM/OpenMP threads must not spin against the Spark JVM on a 2-core machine.
 export OMP_WAIT_POLICY ?= PASSIVE
+# Local-first: nothing is sent out unless asked. MLflow's usage telemetry is on by default (every process that
+# imports mlflow: runs, the daemon, the MLflow UI); dbt's is off in dbt_project.yml (`flags:`).
+export MLFLOW_DISABLE_TELEMETRY ?= true
+export DO_NOT_TRACK ?= true
 
-.PHONY: install demo test dev lint format bench clean home manifest mlflow rollback
+.PHONY: install demo test dev lint format bench clean home manifest mlflow rollback browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +39,15 @@ home:
 demo: install home
 	$(BIN)/python -m mlops_assets.cli demo
 
-test: install
+test: install browser
 	$(BIN)/pytest
+
+# Debian's Chromium for the UI test (Playwright drives it; Playwright's own browser download cannot work here).
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x "$(CHROMIUM)" || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 # The venv first on PATH: `dagster dev` re-parses the dbt project (DbtProject.prepare_if_dev) with `dbt` from PATH.
 dev: install home
