@@ -16,7 +16,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= true
 
-.PHONY: install demo test dev lint format bench clean home manifest mlflow rollback browser
+.PHONY: install demo test dev lint format bench clean home manifest mlflow rollback
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,15 +39,8 @@ home:
 demo: install home
 	$(BIN)/python -m mlops_assets.cli demo
 
-test: install browser
+test: install
 	$(BIN)/pytest
-
-# Debian's Chromium for the UI test (Playwright drives it; Playwright's own browser download cannot work here).
-CHROMIUM ?= /usr/bin/chromium
-browser:
-	@test -x "$(CHROMIUM)" || { \
-	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 # The venv first on PATH: `dagster dev` re-parses the dbt project (DbtProject.prepare_if_dev) with `dbt` from PATH.
 dev: install home
