@@ -11,6 +11,10 @@ export LAKEHOUSE_ROOT ?= $(CURDIR)/var/lakehouse
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/var/mlflow/mlflow.db
 # LightGBM/OpenMP threads must not spin against the Spark JVM on a 2-core machine.
 export OMP_WAIT_POLICY ?= PASSIVE
+# Local-first: nothing is sent out unless asked. MLflow's usage telemetry is on by default (every process that
+# imports mlflow: runs, the daemon, the MLflow UI); dbt's is off in dbt_project.yml (`flags:`).
+export MLFLOW_DISABLE_TELEMETRY ?= true
+export DO_NOT_TRACK ?= true
 
 .PHONY: install demo test dev lint format bench clean home manifest mlflow rollback dbt
 

@@ -4,6 +4,7 @@ resources of the environment chosen in ``mlops_assets.settings``."""
 import dagster as dg
 
 from mlops_assets.defs import (
+    alerts,
     automation,
     evaluation,
     features,
@@ -62,6 +63,7 @@ def build_defs(resources: dict[str, object] | None = None) -> dg.Definitions:
             automation.freshness_sensor,
             monitoring.drift_retraining_sensor,
             monitoring.rescore_after_retrain,
+            *alerts.alert_sensors,
         ],
         resources=resources if resources is not None else build_resources(),
         # All steps of a run share one process, hence one Spark session and one JVM start per run.

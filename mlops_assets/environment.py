@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
+import dagster as dg
+from dagster_databricks import DatabricksClientResource
 from dagster_dbt import DbtCliResource
 
 from mlops_assets.defs.evaluation import PromotionPolicyConfig
 from mlops_assets.defs.gold import dbt_project
 from mlops_assets.defs.monitoring import MonitoringConfig, RetrainGuardrails
 from mlops_assets.resources import (
+    AlertWebhookResource,
     FeatureSetResource,
     LakehouseResource,
     MlflowTrackingResource,
@@ -20,11 +24,31 @@ from mlops_assets.resources import (
 )
 from mlops_assets.settings import Settings, load_settings
 
+ALERT_WEBHOOK_VAR = "MLOPS_ALERT_WEBHOOK_URL"
+
+
+def alert_webhook() -> AlertWebhookResource:
+    """Alerts go to ``MLOPS_ALERT_WEBHOOK_URL`` when it is set (read at run time through ``dg.EnvVar``, so its
+    value, which may carry a token, is never shown in the UI); links point at ``MLOPS_UI_BASE_URL``."""
+    url = dg.EnvVar(ALERT_WEBHOOK_VAR) if os.environ.get(ALERT_WEBHOOK_VAR) else None
+    return AlertWebhookResource(
+        url=url, ui_base_url=os.environ.get("MLOPS_UI_BASE_URL", "http://127.0.0.1:3000")
+    )
+
+
+def databricks_workspace() -> DatabricksClientResource:
+    """The Databricks workspace client (jobs, Pipes, files) for ``MLOPS_ENV=databricks``; the token only ever
+    travels as ``dg.EnvVar("DATABRICKS_TOKEN")``."""
+    return DatabricksClientResource(host=dg.EnvVar("DATABRICKS_HOST"), token=dg.EnvVar("DATABRICKS_TOKEN"))
+
 
 def build_resources(settings: Settings | None = None) -> dict[str, object]:
     settings = settings or load_settings()
     spark = SparkResource()
+    production = {"databricks": databricks_workspace()} if settings.env == "databricks" else {}
     return {
+        **production,
+        "alerts": alert_webhook(),
         "spark": spark,
         "lakehouse": LakehouseResource(root=settings.lakehouse_root, catalog=settings.catalog, spark=spark),
         "source": SyntheticSourceResource(),

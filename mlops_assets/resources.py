@@ -11,6 +11,7 @@ from dagster_mlflow.resources import MlFlow
 from pydantic import Field, field_validator
 from pyspark.sql import DataFrame, SparkSession
 
+from mlops_assets.alerting import Alert, post_alert
 from mlops_assets.lakehouse.delta_io import DeltaLakehouse
 from mlops_assets.lakehouse.features import FEATURES_TABLE, USAGE_WINDOW_DAYS
 from mlops_assets.lakehouse.spark import build_local_session
@@ -186,3 +187,28 @@ class TrainingConfig(dg.Config):
     timeout_s: float | None = Field(default=600, gt=0)
     seed: int = 42
     num_threads: int = Field(default=1, ge=1, description="LightGBM threads; 1 when Spark shares 2 cores")
+
+
+class AlertWebhookResource(dg.ConfigurableResource):
+    """Where operator alerts go: a webhook that takes JSON. Bind ``url`` with ``dg.EnvVar`` (it may carry a
+    token: Dagster then hides it in the UI, and no message or log line here contains it). No URL, no alerts."""
+
+    url: str | None = None
+    ui_base_url: str = Field(default="http://127.0.0.1:3000", description="links in alerts point here")
+    timeout_s: float = Field(default=10, gt=0)
+    first_tick_lookback_hours: float = Field(
+        default=24,
+        ge=0,
+        description="failed checks this old are still alerted on the check sensor's first tick",
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+    def send(self, alert: Alert) -> bool:
+        """Deliver one alert; False when alerts are off, AlertDeliveryError when the webhook refuses it."""
+        if not self.url:
+            return False
+        post_alert(self.url, alert, self.timeout_s)
+        return True

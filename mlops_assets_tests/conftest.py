@@ -23,6 +23,9 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["DAGSTER_HOME"] = str(_TMP / "dagster_home")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_TMP / 'mlflow.db'}"
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # Local-first, as under `make`: MLflow's usage telemetry off in this process and every child it starts.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
     (_TMP / "dagster_home").mkdir(parents=True, exist_ok=True)
 
 
