@@ -34,6 +34,15 @@ def _range_tags(start: date, end: date) -> dict[str, str]:
     }
 
 
+def _sweep_dead_runs(instance: dg.DagsterInstance) -> None:
+    """Fail runs a killed process left STARTED (and free their pool slots), as the daemon's run monitoring
+    would: without it they would hold the dbt pool and the run queue forever."""
+    from mlops_assets.runs.launcher import sweep_dead_runs
+
+    for run_id, reason in sweep_dead_runs(instance):
+        print(f"[demo] run {run_id} was left STARTED ({reason}): marked failed, pool slots freed", flush=True)
+
+
 def _run(
     job_name: str,
     instance: dg.DagsterInstance,
@@ -42,6 +51,7 @@ def _run(
 ) -> dg.ExecuteInProcessResult:
     from mlops_assets.definitions import defs
 
+    _sweep_dead_runs(instance)
     started = time.monotonic()
     result = defs.resolve_job_def(job_name).execute_in_process(
         instance=instance, tags=tags or {}, run_config=run_config, raise_on_error=False

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import dagster as dg
 from dagster_databricks import DatabricksClientResource
@@ -22,6 +20,7 @@ from mlops_assets.resources import (
     SparkResource,
     SyntheticSourceResource,
 )
+from mlops_assets.runs.dbt_child import dbt_executable
 from mlops_assets.settings import Settings, load_settings
 
 ALERT_WEBHOOK_VAR = "MLOPS_ALERT_WEBHOOK_URL"
@@ -60,8 +59,9 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
         "retrain_guardrails": RetrainGuardrails(**settings.retrain_guardrail_overrides()),
         "dbt": DbtCliResource(
             project_dir=dbt_project,
-            # The dbt of this interpreter's environment, whether or not the venv is on PATH.
-            dbt_executable=str(Path(sys.executable).parent / "dbt"),
+            # The dbt of this interpreter's environment, whether or not the venv is on PATH, through a launcher
+            # that makes it die with the run's worker (a killed run leaves no orphaned dbt behind).
+            dbt_executable=dbt_executable(),
             target="databricks" if settings.env == "databricks" else "local",
         ),
     }
