@@ -16,7 +16,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= true
 
-.PHONY: install demo test dev lint format bench clean home manifest mlflow rollback dbt
+.PHONY: install demo test dev lint format bench clean home manifest mlflow rollback dbt restore history
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,13 @@ mlflow: install home
 # Restore the previous @champion (audited in ml/promotion_audit).
 rollback: install home
 	$(BIN)/python -m mlops_assets.cli rollback
+
+# Undo a bad overwrite: `make history TABLE=gold.fct_usage_daily`, then `make restore TABLE=... VERSION=N`.
+restore: install home
+	$(BIN)/python -m mlops_assets.cli restore --table "$(TABLE)" --version "$(VERSION)" $(if $(REASON),--reason "$(REASON)")
+
+history: install home
+	$(BIN)/python -m mlops_assets.cli history --table "$(TABLE)"
 
 # dbt's own CLI on the same lakehouse, e.g. `make dbt ARGS=build` or `make dbt ARGS="docs generate"`.
 # It writes gold without a Dagster materialization (Dagster does not see it): for debugging models only.

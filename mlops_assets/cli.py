@@ -284,17 +284,56 @@ def demo(days: int) -> None:
     print("[demo] done: `make dev` and open http://127.0.0.1:3000 to browse the runs and assets")
 
 
+def _lakehouse():
+    from mlops_assets.environment import build_resources
+
+    return build_resources()["lakehouse"].delta()
+
+
+def restore(table: str, version: int, reason: str) -> None:
+    from mlops_assets.lakehouse.restore import RestoreError, restore_table
+
+    try:
+        result = restore_table(_lakehouse(), table, version, reason)
+    except RestoreError as error:
+        raise SystemExit(f"restore: {error}") from None
+    print(
+        f"restored {result.table} v{result.from_version} -> v{result.to_version} (commit v{result.restore_commit}): "
+        f"{result.rows_before:,} -> {result.rows_after:,} rows; audited in monitoring.table_restores"
+    )
+
+
+def history(table: str) -> None:
+    from mlops_assets.lakehouse.restore import RestoreError, history_table, table_history
+
+    try:
+        ref, entries = table_history(_lakehouse(), table)
+    except RestoreError as error:
+        raise SystemExit(f"history: {error}") from None
+    print(f"{ref} (newest first):\n{history_table(entries)}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="mlops_assets")
     sub = parser.add_subparsers(dest="command", required=True)
     demo_parser = sub.add_parser("demo", help="run the lifecycle end to end on the local instance")
     demo_parser.add_argument("--days", type=int, default=DEMO_DAYS, help="days of data to backfill")
     sub.add_parser("rollback", help="restore the previous @champion (audited)")
+    restore_parser = sub.add_parser("restore", help="restore a Delta table to an earlier version (audited)")
+    restore_parser.add_argument("--table", required=True, help="<layer>.<name>, e.g. gold.fct_usage_daily")
+    restore_parser.add_argument("--version", required=True, type=int, help="the version to go back to")
+    restore_parser.add_argument("--reason", default="manual restore", help="recorded in the audit row")
+    history_parser = sub.add_parser("history", help="a Delta table's versions, to pick one to restore")
+    history_parser.add_argument("--table", required=True, help="<layer>.<name>")
     args = parser.parse_args(argv)
     if args.command == "demo":
         demo(args.days)
     elif args.command == "rollback":
         _run("rollback_champion", dg.DagsterInstance.get())
+    elif args.command == "restore":
+        restore(args.table, args.version, args.reason)
+    elif args.command == "history":
+        history(args.table)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -32,6 +32,17 @@ class CommitInfo:
     version: int
     operation: str
     num_output_rows: int | None
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One commit of a table, as ``DESCRIBE HISTORY`` shows it."""
+
+    version: int
+    timestamp: datetime
+    operation: str
+    num_output_rows: int | None
+    user_metadata: str | None
 
 
 class DeltaLakehouse:
@@ -106,6 +117,35 @@ class DeltaLakehouse:
 
     def version(self, ref: TableRef) -> int:
         return self.last_commit(ref).version
+
+    def history(self, ref: TableRef) -> list[HistoryEntry]:
+        """The table's commits, newest first."""
+        entries = []
+        for row in self._table(ref).history().collect():
+            rows_out = (row["operationMetrics"] or {}).get("numOutputRows")
+            entries.append(
+                HistoryEntry(
+                    version=int(row["version"]),
+                    timestamp=row["timestamp"],
+                    operation=row["operation"],
+                    num_output_rows=int(rows_out) if rows_out is not None else None,
+                    user_metadata=row["userMetadata"],
+                )
+            )
+        return entries
+
+    def restore(self, ref: TableRef, version: int, user_metadata: str | None = None) -> CommitInfo:
+        """``RESTORE TABLE ... TO VERSION AS OF version``: one atomic commit that brings the old rows back;
+        ``user_metadata`` goes on that commit, so ``DESCRIBE HISTORY`` says why."""
+        key = "spark.databricks.delta.commitInfo.userMetadata"
+        if user_metadata is not None:
+            self.spark.conf.set(key, user_metadata)
+        try:
+            self.spark.sql(f"RESTORE TABLE {self.locator.identifier(ref)} TO VERSION AS OF {int(version)}")
+        finally:
+            if user_metadata is not None:
+                self.spark.conf.unset(key)
+        return self.last_commit(ref)
 
 
 def _commit_info(row) -> CommitInfo:
