@@ -1,14 +1,16 @@
 """Resources: thin, configurable handles on Spark, the lakehouse, the synthetic source and thresholds."""
 
 import contextlib
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import dagster as dg
 import mlflow
 from dagster_mlflow.resources import MlFlow
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pyspark.sql import DataFrame, SparkSession
 
 from mlops_assets.lakehouse.delta_io import DeltaLakehouse
@@ -19,6 +21,7 @@ from mlops_assets.ml.contract import FeatureSetContract
 from mlops_assets.synthetic.source import SCENARIOS, DirtConfig, SourceConfig, SyntheticSource
 
 DEFAULT_CONTRACT = Path(__file__).parent / "contracts" / "churn_features.yaml"
+TRAINING_OP = "ml__churn_model"  # the op name of the asset ml/churn_model, which takes TrainingConfig
 
 
 class SparkResource(dg.ConfigurableResource):
@@ -103,6 +106,15 @@ class QualityThresholds(dg.ConfigurableResource):
     quarantine_error_rate: float = Field(default=0.15, ge=0, le=1)
     freshness_deadline_cron: str = "0 9 * * *"
 
+    @model_validator(mode="after")
+    def _warn_before_error(self) -> "QualityThresholds":
+        if self.quarantine_warn_rate > self.quarantine_error_rate:
+            raise ValueError(
+                f"quarantine_warn_rate ({self.quarantine_warn_rate}) must not exceed quarantine_error_rate "
+                f"({self.quarantine_error_rate}): a rate would block before it ever warned"
+            )
+        return self
+
 
 class FeatureSetResource(dg.ConfigurableResource):
     """Which feature set the ML stages use: the built-in churn features, or any table whose contract has a
@@ -147,6 +159,9 @@ class MlflowTrackingResource(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """Once per run, before any step uses the mlflow client."""
+        if context.dagster_run is not None:
+            # Resources start before the first step; an op's config is validated only when its step runs.
+            TrainingConfig.check_run_config(context.dagster_run.run_config)
         self.configure()
 
     def configure(self) -> None:
@@ -182,7 +197,25 @@ class MlflowTrackingResource(dg.ConfigurableResource):
 class TrainingConfig(dg.Config):
     """Search budget and reproducibility of a training run."""
 
-    n_trials: int = Field(default=20, ge=1)
-    timeout_s: float | None = Field(default=600, gt=0)
+    n_trials: int = Field(default=20, ge=1, le=10_000)
+    timeout_s: float | None = Field(default=600, gt=0, le=7 * 24 * 3600)
     seed: int = 42
-    num_threads: int = Field(default=1, ge=1, description="LightGBM threads; 1 when Spark shares 2 cores")
+    num_threads: int = Field(
+        default=1, ge=1, le=256, description="LightGBM threads; 1 when Spark shares 2 cores"
+    )
+
+    @classmethod
+    def check_run_config(cls, run_config: Mapping[str, Any], op_name: str = TRAINING_OP) -> None:
+        """Fail a run at its start when its training config breaks a bound.
+
+        Why here: Dagster checks run config against the config *schema* (types) at launch, but builds this
+        pydantic model (and so checks ``ge``/``le``) only when the training step starts, after the steps
+        before it (the training set) have done their work. Resources are set up when the run starts.
+        """
+        raw = ((run_config.get("ops") or {}).get(op_name) or {}).get("config")
+        if not raw:
+            return
+        try:
+            cls(**raw)
+        except ValidationError as error:
+            raise ValueError(f"run config ops.{op_name}.config is invalid: {error}") from None

@@ -9,6 +9,7 @@ which plays a week of data in minutes, runs its daemon with the wall-clock coold
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -44,7 +45,15 @@ class Settings:
         return {"LAKEHOUSE_ROOT": self.lakehouse_root, "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri}
 
 
-def _number(environ: Mapping[str, str], name: str, kind: type, minimum: float) -> float | None:
+# Upper bounds that keep every date computation finite: a cooldown longer than a year, or thousands of
+# retrains a week, is a typo, and `timedelta(hours=inf)` fails every sensor tick with OverflowError.
+MAX_COOLDOWN_HOURS = 24 * 366
+MAX_RETRAINS = 1000
+
+
+def _number(
+    environ: Mapping[str, str], name: str, kind: type, minimum: float, maximum: float
+) -> float | None:
     raw = environ.get(name)
     if raw is None or raw == "":
         return None
@@ -52,9 +61,35 @@ def _number(environ: Mapping[str, str], name: str, kind: type, minimum: float) -
         value = kind(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a{'n integer' if kind is int else ' number'}") from None
-    if value < minimum:
-        raise SettingsError(f"{name}={raw!r} must be at least {minimum}")
+    if not math.isfinite(value):
+        raise SettingsError(f"{name}={raw!r} must be a finite number")
+    if not minimum <= value <= maximum:
+        raise SettingsError(f"{name}={raw!r} must be between {minimum} and {maximum}")
     return value
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_lakehouse_root(root: str) -> None:
+    """A local LAKEHOUSE_ROOT must be absolute and creatable: its nearest existing ancestor a writable
+    directory on a real filesystem. Checked without creating anything (settings load at import time)."""
+    path = Path(root)
+    if not path.is_absolute():
+        raise SettingsError(f"LAKEHOUSE_ROOT={root!r} must be an absolute path")
+    existing = _nearest_existing(path)
+    if not existing.is_dir():
+        raise SettingsError(
+            f"LAKEHOUSE_ROOT={root!r} cannot be created: {str(existing)!r} exists and is not a directory"
+        )
+    # A pseudo filesystem (/proc, /sys) has no blocks: creating a directory there fails even for root.
+    if not os.access(existing, os.W_OK | os.X_OK) or os.statvfs(existing).f_blocks == 0:
+        raise SettingsError(
+            f"LAKEHOUSE_ROOT={root!r} is not writable: {str(existing)!r} does not allow creating it"
+        )
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -63,8 +98,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if env not in ENVIRONMENTS:
         raise SettingsError(f"MLOPS_ENV={env!r} is not one of {ENVIRONMENTS}")
     lakehouse_root = environ.get("LAKEHOUSE_ROOT") or str(VAR_DIR / "lakehouse")
-    if env == "local" and "://" not in lakehouse_root and not Path(lakehouse_root).is_absolute():
-        raise SettingsError(f"LAKEHOUSE_ROOT={lakehouse_root!r} must be an absolute path")
+    if env == "local" and "://" not in lakehouse_root:
+        check_lakehouse_root(lakehouse_root)
     catalog = environ.get("DATABRICKS_CATALOG") if env == "databricks" else None
     if env == "databricks" and not catalog:
         raise SettingsError("DATABRICKS_CATALOG must be set when MLOPS_ENV=databricks")
@@ -75,6 +110,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         lakehouse_root=lakehouse_root,
         mlflow_tracking_uri=mlflow_uri,
         catalog=catalog,
-        retrain_cooldown_hours=_number(environ, "MLOPS_RETRAIN_COOLDOWN_HOURS", float, minimum=0),
-        max_retrains=_number(environ, "MLOPS_MAX_RETRAINS", int, minimum=1),
+        retrain_cooldown_hours=_number(
+            environ, "MLOPS_RETRAIN_COOLDOWN_HOURS", float, minimum=0, maximum=MAX_COOLDOWN_HOURS
+        ),
+        max_retrains=_number(environ, "MLOPS_MAX_RETRAINS", int, minimum=1, maximum=MAX_RETRAINS),
     )

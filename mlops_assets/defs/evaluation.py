@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import mlflow
 from mlflow import MlflowClient
+from pydantic import Field
 from pyspark.sql import types as T
 
 from mlops_assets.defs.common import OWNER, png_markdown
@@ -43,13 +44,16 @@ AUDIT_SCHEMA = T.StructType(
 
 
 class PromotionPolicyConfig(dg.ConfigurableResource):
-    """Thresholds the challenger must meet to become champion."""
+    """Thresholds the challenger must meet to become champion. Bounded: a margin of 5 would let any model
+    replace any champion, a negative ECE bound would refuse every model."""
 
-    non_inferiority_margin: float = 0.01
-    min_lift_over_baseline: float = 0.02
-    max_ece: float = 0.1
-    min_demographic_parity_ratio: float = 0.6
-    max_equal_opportunity_difference: float = 0.25
+    non_inferiority_margin: float = Field(
+        default=0.01, ge=0, le=0.2, description="ROC-AUC points the challenger may trail the champion by"
+    )
+    min_lift_over_baseline: float = Field(default=0.02, ge=0, le=0.5, description="ROC-AUC over the baseline")
+    max_ece: float = Field(default=0.1, gt=0, le=1, description="expected calibration error")
+    min_demographic_parity_ratio: float = Field(default=0.6, ge=0, le=1)
+    max_equal_opportunity_difference: float = Field(default=0.25, ge=0, le=1)
 
     def policy(self) -> PromotionPolicy:
         return PromotionPolicy(

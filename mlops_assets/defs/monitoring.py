@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 import mlflow
 from mlflow import MlflowClient
-from pydantic import Field
+from pydantic import Field, model_validator
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -44,15 +44,33 @@ HISTOGRAMS = 3
 class MonitoringConfig(dg.ConfigurableResource):
     """Drift thresholds (PSI 0.1 warn / 0.25 critical by default) and performance-drop margins."""
 
-    psi_warn: float = 0.1
-    psi_critical: float = 0.25
-    null_rate_change_warn: float = 0.02
-    null_rate_change_critical: float = 0.10
-    performance_moderate_drop: float = Field(default=0.03, description="ROC-AUC points below the baseline")
-    performance_significant_drop: float = 0.08
+    psi_warn: float = Field(default=0.1, gt=0, le=10)
+    psi_critical: float = Field(default=0.25, gt=0, le=10)
+    null_rate_change_warn: float = Field(default=0.02, gt=0, le=1)
+    null_rate_change_critical: float = Field(default=0.10, gt=0, le=1)
+    performance_moderate_drop: float = Field(
+        default=0.03, gt=0, le=0.5, description="ROC-AUC points below the baseline"
+    )
+    performance_significant_drop: float = Field(default=0.08, gt=0, le=0.5)
     # Columns that move with the calendar by construction (every customer's tenure grows a day a day):
     # their drift is expected, not a signal, so they are not monitored.
     exclude_columns: list[str] = Field(default_factory=lambda: ["tenure_days"])
+
+    @model_validator(mode="after")
+    def _warn_below_critical(self) -> "MonitoringConfig":
+        pairs = (
+            ("psi_warn", "psi_critical"),
+            ("null_rate_change_warn", "null_rate_change_critical"),
+            ("performance_moderate_drop", "performance_significant_drop"),
+        )
+        problems = [
+            f"{low} ({getattr(self, low)}) must not exceed {high} ({getattr(self, high)})"
+            for low, high in pairs
+            if getattr(self, low) > getattr(self, high)
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     def drift_thresholds(self) -> DriftThresholds:
         return DriftThresholds(
@@ -347,9 +365,9 @@ FEATURES_KEY = dg.AssetKey(FEATURES_TABLE.asset_key_path)
 class RetrainGuardrails(dg.ConfigurableResource):
     """Limits on drift-triggered retraining."""
 
-    cooldown_hours: float = Field(default=6, ge=0)
-    max_retrains: int = Field(default=3, ge=1)
-    window_days: int = Field(default=7, ge=1)
+    cooldown_hours: float = Field(default=6, ge=0, le=24 * 366)  # finite: timedelta(hours=inf) overflows
+    max_retrains: int = Field(default=3, ge=1, le=1000)
+    window_days: int = Field(default=7, ge=1, le=366)
 
 
 def decide_retrains(
