@@ -83,7 +83,11 @@ def test_first_model_beating_the_baseline_becomes_champion(first_training, lakeh
     version = _materialized(first_training)["ml/churn_model"]["model_version"].value
     assert alias_version(MODEL, CHAMPION) == version
     audit = lakehouse.read(AUDIT).collect()
-    assert [(r["decision"], r["to_version"]) for r in audit] == [("promoted", version)]
+    # The gate's verdict for the exact version, then the promotion it allowed, both in the training run.
+    assert [(r["decision"], r["to_version"], r["dagster_run_id"]) for r in audit] == [
+        ("gate_passed", version, first_training.run_id),
+        ("promoted", version, first_training.run_id),
+    ]
 
 
 def test_evaluation_report_has_every_section_in_ui_and_mlflow(first_training):

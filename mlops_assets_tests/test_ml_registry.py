@@ -169,7 +169,7 @@ def test_a_version_already_champion_is_not_promoted_again(first_champion, test_r
     assert alias_version(MODEL, CHAMPION) == first_champion
     mine = [row[:3] for row in _audit(lakehouse) if row[3] == result.run_id]
     assert mine == [
-        ("gate_passed", None, first_champion),
+        ("gate_passed", first_champion, first_champion),
         ("already_champion", first_champion, first_champion),
     ]
 
