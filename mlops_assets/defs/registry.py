@@ -72,7 +72,8 @@ def restore_previous_champion(
     name = mlflow_tracking.model_name
     current = alias_version(name, CHAMPION)
     try:
-        target = rollback_target(read_audit(lakehouse, name), current, name)
+        records = read_audit(lakehouse, name) if current else []  # no champion: no need to read the ledger
+        target = rollback_target(records, current, name)
     except RollbackBlocked as blocked:
         raise dg.Failure(description=str(blocked), allow_retries=False) from None
     reasons = [f"rollback from v{current}"]
