@@ -61,7 +61,10 @@ def _run(
     if not result.success:
         for event in result.all_events:
             if event.is_failure:
-                print(f"[demo]   {event.step_key}: {event.message}", file=sys.stderr)
+                # A step failure's message is generic; its error (e.g. why a rollback changed nothing) is not.
+                error = getattr(event.event_specific_data, "error", None)
+                detail = error.message.strip() if error is not None else event.message
+                print(f"[demo]   {event.step_key}: {detail}", file=sys.stderr)
         raise SystemExit(1)
     return result
 

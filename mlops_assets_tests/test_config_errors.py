@@ -1,76 +1,151 @@
-"""Configuration errors name the field or variable, before any work is done. No Spark needed."""
+"""Configuration errors, exhaustively: each bad value is rejected with a message naming the field or the
+environment variable, before any work. No Spark."""
 
-import pydantic
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
 import pytest
+import yaml
 
 from mlops_assets.defs.evaluation import PromotionPolicyConfig
-from mlops_assets.defs.monitoring import MonitoringConfig
-from mlops_assets.resources import QualityThresholds, SyntheticSourceResource, TrainingConfig
-from mlops_assets.settings import SettingsError, load_settings
-
-
-@pytest.mark.parametrize(
-    ("build", "fragment"),
-    [
-        (lambda: PromotionPolicyConfig(non_inferiority_margin=5), "non_inferiority_margin"),
-        (lambda: PromotionPolicyConfig(max_ece=-1), "max_ece"),
-        (lambda: PromotionPolicyConfig(min_demographic_parity_ratio=1.5), "min_demographic_parity_ratio"),
-        (lambda: PromotionPolicyConfig(max_equal_opportunity_difference=-0.1), "max_equal_opportunity"),
-        (lambda: MonitoringConfig(psi_warn=-0.5), "psi_warn"),
-        (
-            lambda: MonitoringConfig(psi_warn=0.3, psi_critical=0.2),
-            "psi_warn (0.3) must not exceed psi_critical",
-        ),
-        (
-            lambda: MonitoringConfig(null_rate_change_warn=0.5, null_rate_change_critical=0.1),
-            "null_rate_change_warn (0.5) must not exceed null_rate_change_critical",
-        ),
-        (
-            lambda: QualityThresholds(quarantine_warn_rate=0.5, quarantine_error_rate=0.1),
-            "quarantine_warn_rate (0.5) must not exceed quarantine_error_rate",
-        ),
-        (lambda: TrainingConfig(n_trials=0), "n_trials"),
-        (lambda: SyntheticSourceResource(scenario="tsunami"), "scenario 'tsunami' is not one of"),
-    ],
+from mlops_assets.defs.monitoring import MonitoringConfig, RetrainGuardrails
+from mlops_assets.ml.contract import FeatureSetContract
+from mlops_assets.resources import (
+    DEFAULT_CONTRACT,
+    QualityThresholds,
+    SyntheticSourceResource,
+    TrainingConfig,
 )
-def test_resource_and_run_config_errors_name_the_field(build, fragment):
-    with pytest.raises(pydantic.ValidationError) as error:
+from mlops_assets.settings import load_settings
+
+CONTRACT = yaml.safe_load(DEFAULT_CONTRACT.read_text())
+A_FILE = os.path.abspath(__file__)
+
+
+def contract(**changes) -> Callable[[], object]:
+    return lambda: FeatureSetContract.from_dict({**CONTRACT, **changes})
+
+
+def settings(**environ: str) -> Callable[[], object]:
+    return lambda: load_settings(environ)
+
+
+CASES: list[tuple[str, Callable[[], object], list[str]]] = [
+    ("bad scenario name", lambda: SyntheticSourceResource(scenario="tsunami"), ["scenario", "tsunami"]),
+    ("bad drift_start", lambda: SyntheticSourceResource(drift_start="May 1st"), ["drift_start"]),
+    ("margin of 5", lambda: PromotionPolicyConfig(non_inferiority_margin=5), ["non_inferiority_margin"]),
+    (
+        "negative margin",
+        lambda: PromotionPolicyConfig(non_inferiority_margin=-0.1),
+        ["non_inferiority_margin"],
+    ),
+    ("negative max_ece", lambda: PromotionPolicyConfig(max_ece=-1), ["max_ece"]),
+    ("negative lift", lambda: PromotionPolicyConfig(min_lift_over_baseline=-0.2), ["min_lift_over_baseline"]),
+    (
+        "parity ratio > 1",
+        lambda: PromotionPolicyConfig(min_demographic_parity_ratio=1.5),
+        ["min_demographic"],
+    ),
+    ("opportunity < 0", lambda: PromotionPolicyConfig(max_equal_opportunity_difference=-0.1), ["max_equal"]),
+    ("negative psi_warn", lambda: MonitoringConfig(psi_warn=-0.5), ["psi_warn"]),
+    ("psi warn above critical", lambda: MonitoringConfig(psi_warn=0.3), ["psi_warn", "psi_critical"]),
+    (
+        "null-rate warn above critical",
+        lambda: MonitoringConfig(null_rate_change_warn=0.5),
+        ["null_rate_change_warn", "null_rate_change_critical"],
+    ),
+    (
+        "moderate drop above significant",
+        lambda: MonitoringConfig(performance_moderate_drop=0.1),
+        ["performance_moderate_drop", "performance_significant_drop"],
+    ),
+    ("negative performance drop", lambda: MonitoringConfig(performance_moderate_drop=-0.03), ["performance"]),
+    ("infinite cooldown", lambda: RetrainGuardrails(cooldown_hours=float("inf")), ["cooldown_hours"]),
+    (
+        "negative quarantine rate",
+        lambda: QualityThresholds(quarantine_warn_rate=-0.1),
+        ["quarantine_warn_rate"],
+    ),
+    (
+        "warn rate above error rate",
+        lambda: QualityThresholds(quarantine_warn_rate=0.2, quarantine_error_rate=0.1),
+        ["quarantine_warn_rate", "quarantine_error_rate"],
+    ),
+    ("zero trials", lambda: TrainingConfig(n_trials=0), ["n_trials"]),
+    ("negative timeout", lambda: TrainingConfig(timeout_s=-1), ["timeout_s"]),
+    ("unknown contract key", contract(owner="me"), ["unknown field", "owner"]),
+    (
+        "unknown feature key",
+        contract(features=[{"name": "minutes_7d", "kind": "numerical", "unit": "min"}]),
+        ["features[0]", "unit"],
+    ),
+    (
+        "unknown source key",
+        contract(source={"format": "parquet", "path": "/x.parquet", "partitioned": True}),
+        ["source", "partitioned"],
+    ),
+    (
+        "wrong feature kind",
+        contract(features=[{"name": "minutes_7d", "kind": "numeric"}]),
+        ["features[0].kind"],
+    ),
+    ("unknown source format", contract(source={"format": "xlsx", "path": "/x"}), ["source.format"]),
+    ("non-numeric cooldown", settings(MLOPS_RETRAIN_COOLDOWN_HOURS="six"), ["MLOPS_RETRAIN_COOLDOWN_HOURS"]),
+    ("infinite cooldown env", settings(MLOPS_RETRAIN_COOLDOWN_HOURS="inf"), ["MLOPS_RETRAIN_COOLDOWN_HOURS"]),
+    ("NaN cooldown env", settings(MLOPS_RETRAIN_COOLDOWN_HOURS="nan"), ["MLOPS_RETRAIN_COOLDOWN_HOURS"]),
+    ("absurd cooldown env", settings(MLOPS_RETRAIN_COOLDOWN_HOURS="1e300"), ["MLOPS_RETRAIN_COOLDOWN_HOURS"]),
+    ("non-numeric max retrains", settings(MLOPS_MAX_RETRAINS="three"), ["MLOPS_MAX_RETRAINS"]),
+    ("fractional max retrains", settings(MLOPS_MAX_RETRAINS="2.5"), ["MLOPS_MAX_RETRAINS"]),
+    ("bad MLOPS_ENV", settings(MLOPS_ENV="staging"), ["MLOPS_ENV"]),
+    ("relative LAKEHOUSE_ROOT", settings(LAKEHOUSE_ROOT="var/lake"), ["LAKEHOUSE_ROOT", "absolute"]),
+    (
+        "LAKEHOUSE_ROOT under a file",
+        settings(LAKEHOUSE_ROOT=f"{A_FILE}/lake"),
+        ["LAKEHOUSE_ROOT", "not a directory"],
+    ),
+    ("LAKEHOUSE_ROOT on /proc", settings(LAKEHOUSE_ROOT="/proc/lake"), ["LAKEHOUSE_ROOT", "not writable"]),
+]
+
+
+@pytest.mark.parametrize(("case", "build", "named"), CASES, ids=[c[0] for c in CASES])
+def test_a_configuration_error_names_the_field(
+    case: str, build: Callable[[], object], named: list[str]
+) -> None:
+    with pytest.raises(ValueError) as error:  # pydantic's ValidationError, ContractError, SettingsError
         build()
-    assert fragment in str(error.value)
+    for word in named:
+        assert word in str(error.value), f"{case}: {word!r} not in {error.value}"
 
 
-def test_a_run_with_n_trials_0_fails_at_start_naming_the_field():
-    run_config = {"ops": {"ml__churn_model": {"config": {"n_trials": 0}}}}
-    with pytest.raises(ValueError, match=r"(?s)ops\.ml__churn_model\.config is invalid.*n_trials"):
-        TrainingConfig.check_run_config(run_config)
-    TrainingConfig.check_run_config({"ops": {"ml__churn_model": {"config": {"n_trials": 3}}}})
-    TrainingConfig.check_run_config({})
+def test_the_defaults_are_within_their_bounds(tmp_path) -> None:
+    for resource in (
+        PromotionPolicyConfig,
+        MonitoringConfig,
+        RetrainGuardrails,
+        QualityThresholds,
+        TrainingConfig,
+    ):
+        resource()
+    assert load_settings({"LAKEHOUSE_ROOT": str(tmp_path / "not" / "yet" / "there")}).lakehouse_root
+    assert not (tmp_path / "not").exists()  # validated, not created
 
 
-@pytest.mark.parametrize(
-    ("variable", "value", "fragment"),
-    [
-        ("MLOPS_RETRAIN_COOLDOWN_HOURS", "inf", "must be a finite number"),
-        ("MLOPS_RETRAIN_COOLDOWN_HOURS", "nan", "must be a finite number"),
-        ("MLOPS_RETRAIN_COOLDOWN_HOURS", "abc", "is not a number"),
-        ("MLOPS_RETRAIN_COOLDOWN_HOURS", "1e9", "must be between"),
-        ("MLOPS_MAX_RETRAINS", "0", "must be between"),
-        ("MLOPS_MAX_RETRAINS", "two", "is not an integer"),
-        ("LAKEHOUSE_ROOT", "relative/path", "must be an absolute path"),
-        ("LAKEHOUSE_ROOT", "/proc/mlops_lakehouse", "is not writable"),
-        ("MLOPS_ENV", "staging", "is not one of"),
-    ],
-)
-def test_settings_errors_name_the_variable(variable, value, fragment, tmp_path):
-    environ = {"LAKEHOUSE_ROOT": str(tmp_path / "lakehouse"), variable: value}
-    with pytest.raises(SettingsError) as error:
-        load_settings(environ)
-    assert str(error.value).startswith(f"{variable}=") and fragment in str(error.value)
+def test_zero_trials_fail_the_run_before_any_step_with_the_field_named() -> None:
+    import dagster as dg
 
+    from mlops_assets.definitions import build_defs
 
-def test_a_lakehouse_root_under_a_regular_file_is_refused(tmp_path):
-    blocker = tmp_path / "file"
-    blocker.write_text("x")
-    with pytest.raises(SettingsError, match=r"LAKEHOUSE_ROOT=.*is not a directory"):
-        load_settings({"LAKEHOUSE_ROOT": str(blocker / "lakehouse")})
-    assert load_settings({"LAKEHOUSE_ROOT": str(tmp_path / "new" / "lakehouse")}).lakehouse_root
+    result = (
+        build_defs()
+        .resolve_job_def("train_evaluate_promote")
+        .execute_in_process(
+            run_config={"ops": {"ml__churn_model": {"config": {"n_trials": 0}}}}, raise_on_error=False
+        )
+    )
+    assert not result.success
+    assert not [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_START]
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
+    errors = " ".join(str(e.event_specific_data) for e in result.all_events if e.is_failure) + failure.message
+    assert "ops.ml__churn_model.config" in errors and "n_trials" in errors

@@ -82,8 +82,13 @@ def test_first_model_beating_the_baseline_becomes_champion(first_training, lakeh
     assert gate.passed, gate.metadata["reasons"].value
     version = _materialized(first_training)["ml/churn_model"]["model_version"].value
     assert alias_version(MODEL, CHAMPION) == version
-    audit = lakehouse.read(AUDIT).collect()
-    assert [(r["decision"], r["to_version"]) for r in audit] == [("promoted", version)]
+    # Other modules share the session lakehouse, so read only this run's rows.
+    audit = lakehouse.read(AUDIT).where(F.col("dagster_run_id") == first_training.run_id).collect()
+    # The gate's verdict for the exact version, then the promotion it allowed, both in the training run.
+    assert [(r["decision"], r["to_version"], r["dagster_run_id"]) for r in audit] == [
+        ("gate_passed", version, first_training.run_id),
+        ("promoted", version, first_training.run_id),
+    ]
 
 
 def test_evaluation_report_has_every_section_in_ui_and_mlflow(first_training):
@@ -206,7 +211,11 @@ def test_rollback_restores_the_previous_champion(first_training, test_defs, lake
     result = test_defs.resolve_job_def("rollback_champion").execute_in_process()
     assert result.success
     assert alias_version(MODEL, CHAMPION) == previous
-    rollback = lakehouse.read(AUDIT).where(F.col("decision") == "rollback").collect()
+    rollback = (
+        lakehouse.read(AUDIT)
+        .where((F.col("decision") == "rollback") & (F.col("dagster_run_id") == result.run_id))
+        .collect()
+    )
     assert [(r["from_version"], r["to_version"]) for r in rollback] == [(current, previous)]
 
 

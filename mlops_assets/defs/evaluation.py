@@ -10,6 +10,7 @@ import dagster as dg
 import mlflow
 from mlflow import MlflowClient
 from pydantic import Field
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mlops_assets.defs import groups
@@ -26,6 +27,7 @@ from mlops_assets.ml.mlflow_model import (
     validate_artifact,
 )
 from mlops_assets.ml.promotion import PromotionPolicy, decide_promotion
+from mlops_assets.ml.promotion_ledger import GATE_PASSED, REFUSED, AuditRecord, stale_evaluation
 from mlops_assets.resources import FeatureSetResource, LakehouseResource, MlflowTrackingResource
 
 EVALUATION_KEY = dg.AssetKey(["ml", "evaluation_report"])
@@ -79,6 +81,44 @@ def append_audit(
     delta = lakehouse.delta()
     row = (model_name, decision, from_version, to_version, reasons, datetime.now(UTC), run_id)
     delta.append(delta.spark.createDataFrame([row], AUDIT_SCHEMA), AUDIT)
+
+
+def read_audit(lakehouse: LakehouseResource, model_name: str) -> list[AuditRecord]:
+    """The model's ledger rows (none before the first decision)."""
+    delta = lakehouse.delta()
+    if not delta.exists(AUDIT):
+        return []
+    rows = delta.read(AUDIT).where(F.col("model_name") == model_name).collect()
+    return [
+        AuditRecord(r["decision"], r["from_version"], r["to_version"], r["dagster_run_id"], r["decided_at"])
+        for r in rows
+    ]
+
+
+def run_lineage(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[str]:
+    """This run's id, then the ids of the runs it re-executes, parent first, up to the root."""
+    lineage = [run.run_id]
+    parent_id = run.parent_run_id
+    while parent_id and parent_id not in lineage:
+        lineage.append(parent_id)
+        parent = instance.get_run_by_id(parent_id)
+        parent_id = parent.parent_run_id if parent else None
+    if run.root_run_id and run.root_run_id not in lineage:
+        lineage.append(run.root_run_id)
+    return lineage
+
+
+def evaluated_version(instance: dg.DagsterInstance, lineage: list[str]) -> str:
+    """The version the evaluation report of this run (or of the run it re-executes) evaluated: the gate
+    judges that version, not whatever @challenger points at by the time the gate runs."""
+    records = instance.fetch_materializations(EVALUATION_KEY, limit=100).records
+    for record in records:  # newest first
+        if record.run_id in lineage and record.asset_materialization is not None:
+            return str(record.asset_materialization.metadata["model_version"].value)
+    raise ValueError(
+        f"promotion_gate: no ml/evaluation_report materialization in run {lineage[0]}; the gate judges the "
+        "version its run evaluated, so materialize ml/evaluation_report with the check"
+    )
 
 
 @dg.asset(
@@ -188,7 +228,7 @@ def promotion_gate(
     promotion_policy: PromotionPolicyConfig,
 ) -> dg.AssetCheckResult:
     name = mlflow_tracking.model_name
-    challenger_version = alias_version(name, CHALLENGER)
+    challenger_version = evaluated_version(context.instance, run_lineage(context.instance, context.run))
     champion_version = alias_version(name, CHAMPION)
     run_id = MlflowClient().get_model_version(name, challenger_version).run_id
     inputs = json.loads(
@@ -199,11 +239,22 @@ def promotion_gate(
     )
     problems = validate_artifact(name, challenger_version, feature_set.contract())
     reasons = decision.reasons + [f"FAIL artifact: {p}" for p in problems]
-    passed = decision.promote and not problems
-    if not passed:
-        append_audit(
-            lakehouse, name, "refused", champion_version, challenger_version, reasons, context.run.run_id
-        )
+    stale = stale_evaluation(challenger_version, inputs.get("champion_version"), champion_version)
+    if inputs.get("challenger_version") != challenger_version:
+        stale = f"the decision inputs are for v{inputs.get('challenger_version')}, not v{challenger_version}"
+    if stale:
+        reasons.append(f"FAIL current_evaluation: {stale}")
+    passed = decision.promote and not problems and not stale
+    # The verdict, bound to the exact version and run: ml/champion promotes only what this row passed.
+    append_audit(
+        lakehouse,
+        name,
+        GATE_PASSED if passed else REFUSED,
+        champion_version,
+        challenger_version,
+        reasons,
+        context.run.run_id,
+    )
     return dg.AssetCheckResult(
         passed=passed,
         severity=dg.AssetCheckSeverity.ERROR,

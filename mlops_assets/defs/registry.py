@@ -1,12 +1,22 @@
-"""Registry: moving ``@champion`` once the gate passed, every decision in the audit table, and rollback."""
+"""Registry: moving ``@champion`` to the version whose promotion_gate passed in the same run, every decision in
+the audit table, and rollback. The rules are in ``mlops_assets.ml.promotion_ledger``; this is the wiring."""
 
 import dagster as dg
-from pyspark.sql import functions as F
 
 from mlops_assets.defs import groups
 from mlops_assets.defs.common import OWNER
-from mlops_assets.defs.evaluation import AUDIT, EVALUATION_KEY, append_audit
-from mlops_assets.ml.mlflow_model import CHALLENGER, CHAMPION, alias_version, require_alias, set_alias
+from mlops_assets.defs.evaluation import EVALUATION_KEY, append_audit, read_audit, run_lineage
+from mlops_assets.ml.mlflow_model import CHALLENGER, CHAMPION, alias_version, delete_alias, set_alias
+from mlops_assets.ml.promotion_ledger import (
+    ALREADY_CHAMPION,
+    PROMOTED,
+    PROMOTION_BLOCKED,
+    ROLLBACK,
+    PromotionBlocked,
+    RollbackBlocked,
+    plan_promotion,
+    rollback_target,
+)
 from mlops_assets.resources import LakehouseResource, MlflowTrackingResource
 
 
@@ -16,51 +26,44 @@ from mlops_assets.resources import LakehouseResource, MlflowTrackingResource
     group_name=groups.REGISTRY,
     kinds={"mlflow"},
     owners=[OWNER],
-    description="Moves the registry alias @champion to the @challenger. Runs only when the blocking "
-    "promotion_gate check on the evaluation report passed in the same run. Audited.",
+    description="Moves the registry alias @champion to the version whose blocking promotion_gate check passed "
+    "in this run (or in the run it re-executes) — never to whatever @challenger points at. Without a passed "
+    "gate it fails and audits the refusal; a version that already is @champion is left as it is. Audited.",
 )
 def champion(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource, mlflow_tracking: MlflowTrackingResource
 ) -> dg.MaterializeResult:
     name = mlflow_tracking.model_name
-    challenger_version = alias_version(name, CHALLENGER)
-    previous = alias_version(name, CHAMPION)
-    set_alias(name, CHAMPION, challenger_version)
-    append_audit(
-        lakehouse,
-        name,
-        "promoted",
-        previous,
-        challenger_version,
-        ["promotion_gate passed"],
-        context.run.run_id,
-    )
-    context.log.info(f"{name}: @{CHAMPION} {previous} -> {challenger_version}")
+    run_id = context.run.run_id
+    current = alias_version(name, CHAMPION)
+    try:
+        plan = plan_promotion(
+            read_audit(lakehouse, name), run_lineage(context.instance, context.run), current, name
+        )
+    except PromotionBlocked as blocked:
+        append_audit(lakehouse, name, PROMOTION_BLOCKED, current, blocked.version, [str(blocked)], run_id)
+        raise dg.Failure(description=str(blocked), allow_retries=False) from None
+    gate = f"promotion_gate passed v{plan.version} in run {plan.gate_run_id}"
+    if plan.noop:
+        append_audit(
+            lakehouse, name, ALREADY_CHAMPION, current, plan.version, [gate, "already @champion"], run_id
+        )
+        context.log.info(f"{name}: v{plan.version} already is @{CHAMPION}; nothing moved")
+    else:
+        # Audit first: if setting the alias then fails, a re-run repeats a recorded promotion instead of
+        # leaving a moved alias with no record of the champion it replaced (rollback needs that record).
+        append_audit(lakehouse, name, PROMOTED, current, plan.version, [gate], run_id)
+        set_alias(name, CHAMPION, plan.version)
+        context.log.info(f"{name}: @{CHAMPION} {current} -> {plan.version}")
     return dg.MaterializeResult(
         metadata={
             "model_name": name,
-            "champion_version": challenger_version,
-            "previous_champion": previous or "none",
+            "champion_version": plan.version,
+            "previous_champion": current or "none",
+            "changed": not plan.noop,
+            "gate_run_id": plan.gate_run_id,
         }
     )
-
-
-def rollback_target(lakehouse: LakehouseResource, model_name: str, current: str) -> str:
-    """The champion before the current one: the version the current one replaced when it was promoted."""
-    audit = (
-        lakehouse.delta()
-        .read(AUDIT)
-        .where(
-            (F.col("model_name") == model_name)
-            & (F.col("to_version") == current)
-            & F.col("decision").isin("promoted")
-            & F.col("from_version").isNotNull()
-        )
-    )
-    row = audit.orderBy(F.desc("decided_at")).select("from_version").first()
-    if row is None:
-        raise ValueError(f"rollback: no earlier champion of {model_name!r} to restore (current: v{current})")
-    return row[0]
 
 
 @dg.op(description="Restore the previous @champion and audit the rollback.")
@@ -68,12 +71,19 @@ def restore_previous_champion(
     context: dg.OpExecutionContext, lakehouse: LakehouseResource, mlflow_tracking: MlflowTrackingResource
 ) -> str:
     name = mlflow_tracking.model_name
-    current = require_alias(name, CHAMPION, "rollback")
-    target = rollback_target(lakehouse, name, current)
+    current = alias_version(name, CHAMPION)
+    try:
+        records = read_audit(lakehouse, name) if current else []  # no champion: no need to read the ledger
+        target = rollback_target(records, current, name)
+    except RollbackBlocked as blocked:
+        raise dg.Failure(description=str(blocked), allow_retries=False) from None
+    reasons = [f"rollback from v{current}"]
+    if alias_version(name, CHALLENGER) == current:
+        # Otherwise the next evaluation would judge (and could promote) the rolled-back model again.
+        delete_alias(name, CHALLENGER)
+        reasons.append(f"removed @{CHALLENGER} from v{current}")
     set_alias(name, CHAMPION, target)
-    append_audit(
-        lakehouse, name, "rollback", current, target, [f"rollback from v{current}"], context.run.run_id
-    )
+    append_audit(lakehouse, name, ROLLBACK, current, target, reasons, context.run.run_id)
     context.log.info(f"{name}: @{CHAMPION} rolled back {current} -> {target}")
     return target
 

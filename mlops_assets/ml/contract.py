@@ -220,6 +220,9 @@ class FeatureSetContract:
             if not isinstance(raw_source, Mapping):
                 problems.append("source: must be a mapping with format and path")
             else:
+                extra = sorted(set(raw_source) - {"format", "path"})
+                if extra:
+                    problems.append(f"source: unknown field(s): {', '.join(map(str, extra))}")
                 fmt = raw_source.get("format")
                 if fmt not in SOURCE_FORMATS:
                     allowed = ", ".join(repr(f) for f in SOURCE_FORMATS)

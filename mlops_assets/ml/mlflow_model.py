@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import mlflow
 import numpy as np
@@ -25,6 +27,37 @@ CHALLENGER, CHAMPION = "challenger", "champion"
 REQUIRED_TAGS = ("dagster_run_id", "feature_set", "feature_set_fingerprint", "dataset_fingerprint")
 # Explicit requirements: MLflow's inference of them costs ~10 s per log_model (../shared/notes/stack.md).
 PIP_REQUIREMENTS = ["lightgbm==4.7.0", "pandas>=2.3,<3", "numpy", "mlflow>=3.17,<3.18"]
+LOCK_RETRIES = 6
+LOCK_BACKOFF_S = 0.5
+T = TypeVar("T")
+
+
+def is_locked(error: BaseException) -> bool:
+    """SQLite's answer to a second concurrent writer; the transaction was rolled back, nothing was written."""
+    return "database is locked" in str(error)
+
+
+def retry_when_locked(
+    what: str, call: Callable[[], T], attempts: int = LOCK_RETRIES, backoff_s: float = LOCK_BACKOFF_S
+) -> T:
+    """Run one registry write, retrying only on "database is locked".
+
+    Safe only for calls that are a single store transaction: SQLite reports the lock before or at COMMIT,
+    when nothing has been written, so a retry cannot duplicate a version. Any other error fails at once.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except Exception as error:
+            if not is_locked(error):
+                raise
+            if attempt == attempts:
+                raise RuntimeError(
+                    f"MLflow store still locked after {attempts} attempts at {what}; another writer holds the "
+                    "SQLite registry: retry the run"
+                ) from error
+            time.sleep(backoff_s * attempt)
+    raise AssertionError("unreachable")
 
 
 class ChurnPyfunc(mlflow.pyfunc.PythonModel):
@@ -65,14 +98,31 @@ def log_and_register(
             signature=signature,
             input_example=features.head(5),
             pip_requirements=PIP_REQUIREMENTS,
-            registered_model_name=model_name,
         )
     client = MlflowClient()
-    version = str(info.registered_model_version)
-    for key, value in tags.items():
-        client.set_model_version_tag(model_name, version, key, str(value))
     run_id = mlflow.active_run().info.run_id
+    retry_when_locked(f"registering {model_name!r}", lambda: _ensure_registered_model(client, model_name))
+    # One transaction creates the version with its lineage tags: retried, it cannot leave a duplicate.
+    mv = retry_when_locked(
+        f"creating a version of {model_name!r}",
+        lambda: client.create_model_version(
+            model_name,
+            source=info.model_uri,
+            run_id=run_id,
+            tags={key: str(value) for key, value in tags.items()},
+            model_id=info.model_id,
+        ),
+    )
+    version = str(mv.version)
     return RegisteredVersion(model_name, version, run_id)
+
+
+def _ensure_registered_model(client: MlflowClient, model_name: str) -> None:
+    try:
+        client.create_registered_model(model_name)
+    except mlflow.exceptions.MlflowException as error:
+        if error.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise
 
 
 def alias_version(model_name: str, alias: str) -> str | None:
@@ -91,7 +141,18 @@ def require_alias(model_name: str, alias: str, needed_by: str) -> str:
 
 
 def set_alias(model_name: str, alias: str, version: str) -> None:
-    MlflowClient().set_registered_model_alias(model_name, alias, version)
+    """Point an alias at a version (an idempotent upsert: safe to retry)."""
+    retry_when_locked(
+        f"setting @{alias} of {model_name!r}",
+        lambda: MlflowClient().set_registered_model_alias(model_name, alias, version),
+    )
+
+
+def delete_alias(model_name: str, alias: str) -> None:
+    retry_when_locked(
+        f"removing @{alias} of {model_name!r}",
+        lambda: MlflowClient().delete_registered_model_alias(model_name, alias),
+    )
 
 
 def load_churn_model(model_name: str, version: str) -> ChurnModel:

@@ -1,0 +1,222 @@
+"""The promotion gate cannot be bypassed, and rollback always changes something or says why not.
+
+Real Dagster runs, real MLflow registry, real Delta audit table on the suite's small lakehouse. The module
+uses its own registered model name, so its versions, aliases and audit rows never mix with the lifecycle
+tests' model; each test sets up the registry state it needs, so it passes alone (``-k``).
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+import mlflow
+import pytest
+from pyspark.sql import functions as F
+
+from mlops_assets.defs.evaluation import AUDIT, EVALUATION_KEY
+from mlops_assets.ml.mlflow_model import (
+    CHALLENGER,
+    CHAMPION,
+    alias_version,
+    load_churn_model,
+    log_and_register,
+    set_alias,
+)
+from mlops_assets.ml.training import tune_and_train
+
+MODEL = "churn_registry_tests"
+FAST_TRAINING = {"ops": {"ml__churn_model": {"config": {"n_trials": 2, "seed": 7}}}}
+CHAMPION_KEY = dg.AssetKey(["ml", "champion"])
+
+
+def _checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {
+        e.event_specific_data.check_name: e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+
+
+def _failures(result: dg.ExecuteInProcessResult) -> str:
+    return "\n".join(
+        str(e.event_specific_data.error) for e in result.all_events if e.event_type_value == "STEP_FAILURE"
+    )
+
+
+def _build(test_resources: dict, model_name: str = MODEL, **extra) -> dg.Definitions:
+    from mlops_assets.definitions import build_defs
+    from mlops_assets.resources import MlflowTrackingResource
+
+    tracking = MlflowTrackingResource(
+        tracking_uri=test_resources["mlflow_tracking"].tracking_uri, model_name=model_name
+    )
+    defs = build_defs({**test_resources, "mlflow_tracking": tracking})
+    if not extra:
+        return defs
+    return dg.Definitions.merge(defs, dg.Definitions(**extra))
+
+
+def _audit(lakehouse, model_name: str = MODEL) -> list[tuple]:
+    rows = lakehouse.read(AUDIT).where(F.col("model_name") == model_name).orderBy("decided_at").collect()
+    return [(r["decision"], r["from_version"], r["to_version"], r["dagster_run_id"]) for r in rows]
+
+
+def _register(model, test_resources, run_name: str) -> str:
+    """Register a ChurnModel as a new version with complete lineage tags and make it @challenger."""
+    from mlops_assets.defs.training import read_training_set
+
+    contract = test_resources["feature_set"].contract()
+    train = read_training_set(test_resources["lakehouse"]).query("split == 'train'")
+    with mlflow.start_run(run_name=run_name):
+        registered = log_and_register(
+            model,
+            contract,
+            train,
+            MODEL,
+            tags={
+                "dagster_run_id": "test",
+                "feature_set": f"{contract.name} v{contract.version}",
+                "feature_set_fingerprint": contract.fingerprint(),
+                "dataset_fingerprint": "test",
+            },
+        )
+    set_alias(MODEL, CHALLENGER, registered.version)
+    return registered.version
+
+
+def _register_worse(test_resources) -> str:
+    """A genuinely worse model: trained on shuffled labels, so it learns nothing."""
+    from mlops_assets.defs.training import read_training_set
+
+    contract = test_resources["feature_set"].contract()
+    df = read_training_set(test_resources["lakehouse"])
+    train, valid = df[df["split"] == "train"].copy(), df[df["split"] == "valid"].copy()
+    train[contract.label] = train[contract.label].sample(frac=1.0, random_state=1).to_numpy()
+    noise = tune_and_train(train, valid, contract, n_trials=1, seed=1)
+    return _register(noise.to_model(0.5), test_resources, "worse-challenger")
+
+
+def _evaluate_and_promote(defs: dg.Definitions) -> dg.ExecuteInProcessResult:
+    return defs.resolve_job_def("train_evaluate_promote").execute_in_process(
+        asset_selection=[EVALUATION_KEY, CHAMPION_KEY], raise_on_error=False
+    )
+
+
+@pytest.fixture(scope="module")
+def first_champion(foundation_run, test_resources) -> str:
+    """v1 of this module's model, trained, gated and promoted by the real job."""
+    assert foundation_run.success
+    test_resources["mlflow_tracking"].configure()
+    result = (
+        _build(test_resources)
+        .resolve_job_def("train_evaluate_promote")
+        .execute_in_process(
+            run_config=FAST_TRAINING,
+            asset_selection=[
+                dg.AssetKey(["ml", "training_set"]),
+                dg.AssetKey(["ml", "churn_model"]),
+                EVALUATION_KEY,
+                CHAMPION_KEY,
+            ],
+            raise_on_error=False,
+        )
+    )
+    assert result.success, _failures(result)
+    return alias_version(MODEL, CHAMPION)
+
+
+def test_champion_alone_never_promotes_an_unevaluated_challenger(first_champion, test_resources, lakehouse):
+    set_alias(MODEL, CHAMPION, first_champion)
+    worse = _register_worse(test_resources)
+    result = (
+        _build(test_resources)
+        .resolve_job_def("train_evaluate_promote")
+        .execute_in_process(asset_selection=[CHAMPION_KEY], raise_on_error=False)
+    )
+    assert not result.success
+    assert "no promotion_gate evaluation" in _failures(result)
+    assert alias_version(MODEL, CHAMPION) == first_champion
+    assert _audit(lakehouse)[-1][:3] == ("promotion_blocked", first_champion, None)
+    assert _audit(lakehouse)[-1][3] == result.run_id
+    assert worse not in {row[2] for row in _audit(lakehouse) if row[0] == "promoted"}
+
+
+def test_promotion_is_bound_to_the_version_the_gate_evaluated(first_champion, test_resources, lakehouse):
+    set_alias(MODEL, CHAMPION, first_champion)
+    evaluated = _register(load_churn_model(MODEL, first_champion), test_resources, "equal-challenger")
+    interlopers: list[str] = []
+
+    @dg.asset_check(asset=EVALUATION_KEY, name="registers_an_interloper", blocking=True)
+    def registers_an_interloper() -> dg.AssetCheckResult:
+        # Another training run registers a (worse) challenger after the evaluation, before the promotion.
+        interlopers.append(_register_worse(test_resources))
+        return dg.AssetCheckResult(passed=True)
+
+    defs = _build(test_resources, asset_checks=[registers_an_interloper])
+    result = _evaluate_and_promote(defs)
+    assert result.success, _failures(result)
+    assert _checks(result)["promotion_gate"].passed
+    assert alias_version(MODEL, CHALLENGER) == interlopers[0] != evaluated
+    assert alias_version(MODEL, CHAMPION) == evaluated
+    mine = [row[:3] for row in _audit(lakehouse) if row[3] == result.run_id]
+    assert mine == [("gate_passed", first_champion, evaluated), ("promoted", first_champion, evaluated)]
+
+
+def test_a_version_already_champion_is_not_promoted_again(first_champion, test_resources, lakehouse):
+    set_alias(MODEL, CHAMPION, first_champion)
+    set_alias(MODEL, CHALLENGER, first_champion)
+    result = _evaluate_and_promote(_build(test_resources))
+    assert result.success, _failures(result)
+    assert alias_version(MODEL, CHAMPION) == first_champion
+    mine = [row[:3] for row in _audit(lakehouse) if row[3] == result.run_id]
+    assert mine == [
+        ("gate_passed", first_champion, first_champion),
+        ("already_champion", first_champion, first_champion),
+    ]
+
+
+def test_rollback_restores_a_different_version_and_retires_its_challenger_alias(
+    first_champion, test_resources, lakehouse
+):
+    set_alias(MODEL, CHAMPION, first_champion)
+    newer = _register(load_churn_model(MODEL, first_champion), test_resources, "equal-challenger")
+    defs = _build(test_resources)
+    assert _evaluate_and_promote(defs).success
+    assert alias_version(MODEL, CHAMPION) == newer
+    # Evaluating the champion again (it still holds @challenger) must not give rollback a same-version target.
+    assert _evaluate_and_promote(defs).success
+    result = defs.resolve_job_def("rollback_champion").execute_in_process(raise_on_error=False)
+    assert result.success, _failures(result)
+    assert alias_version(MODEL, CHAMPION) == first_champion
+    # The rolled-back model no longer holds @challenger, so the next evaluation cannot promote it again.
+    assert alias_version(MODEL, CHALLENGER) is None
+    rollback = [row for row in _audit(lakehouse) if row[3] == result.run_id]
+    assert [row[:3] for row in rollback] == [("rollback", newer, first_champion)]
+    reasons = lakehouse.read(AUDIT).where(F.col("dagster_run_id") == result.run_id).first()["reasons"]
+    assert any(f"removed @challenger from v{newer}" in r for r in reasons)
+
+
+def test_rollback_without_a_previous_champion_changes_nothing(first_champion, test_resources, lakehouse):
+    set_alias(MODEL, CHAMPION, first_champion)  # the first champion: it replaced nothing
+    challenger = alias_version(MODEL, CHALLENGER)
+    before = _audit(lakehouse)
+    result = (
+        _build(test_resources).resolve_job_def("rollback_champion").execute_in_process(raise_on_error=False)
+    )
+    assert not result.success
+    assert f"no earlier champion of {MODEL!r} to restore: v{first_champion}" in _failures(result)
+    assert alias_version(MODEL, CHAMPION) == first_champion
+    assert alias_version(MODEL, CHALLENGER) == challenger
+    assert _audit(lakehouse) == before
+
+
+def test_rollback_of_a_model_without_any_champion_changes_nothing(test_resources, lakehouse):
+    test_resources["mlflow_tracking"].configure()
+    before = lakehouse.read(AUDIT).count() if lakehouse.exists(AUDIT) else 0
+    result = (
+        _build(test_resources, model_name="never_trained")
+        .resolve_job_def("rollback_champion")
+        .execute_in_process(raise_on_error=False)
+    )
+    assert not result.success
+    assert "'never_trained' has no @champion, so there is nothing to roll back" in _failures(result)
+    assert (lakehouse.read(AUDIT).count() if lakehouse.exists(AUDIT) else 0) == before
