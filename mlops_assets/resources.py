@@ -48,6 +48,8 @@ class LakehouseResource(dg.ConfigurableResource):
 
     root: str
     catalog: str | None = None
+    # A daily export is a few MB; a file far over that is a wrong export, and is refused before Spark reads it.
+    max_landing_file_mb: float = Field(default=256, gt=0)
     spark: dg.ResourceDependency[SparkResource]
 
     @property
@@ -57,6 +59,10 @@ class LakehouseResource(dg.ConfigurableResource):
     @property
     def landing_root(self) -> str:
         return f"{self.root}/landing"
+
+    @property
+    def max_landing_file_bytes(self) -> int:
+        return int(self.max_landing_file_mb * 1024 * 1024)
 
     def delta(self) -> DeltaLakehouse:
         return DeltaLakehouse(self.spark.session(), self.locator)
@@ -152,6 +158,13 @@ class MlflowTrackingResource(dg.ConfigurableResource):
     tracking_uri: str
     experiment_name: str = "churn"
     model_name: str = "churn_model"
+    # The MLflow UI users open on this store (`make mlflow`): run ids in Dagster metadata link to it.
+    ui_url: str = "http://127.0.0.1:5000"
+
+    def run_link(self, run_id: str) -> dg.MetadataValue:
+        """The MLflow run as a link Dagster renders (a bare id is text a user has to copy and search for)."""
+        experiment_id = mlflow.MlflowClient().get_run(run_id).info.experiment_id
+        return dg.MetadataValue.url(f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}")
 
     def artifact_root(self) -> str | None:
         if self.tracking_uri.startswith("sqlite:///"):
@@ -189,10 +202,28 @@ class MlflowTrackingResource(dg.ConfigurableResource):
             },
         )
         tracker = MlFlow(shim)
+        # dagster-mlflow names the run after the job only; say which partitions and which Dagster run.
+        name, note = describe_mlflow_run(context.run.job_name, context.run.run_id, context.run.tags)
+        mlflow.set_tags({"mlflow.runName": name, "mlflow.note.content": note})
         try:
             yield tracker
         finally:
             mlflow.end_run()
+
+
+def describe_mlflow_run(job_name: str, run_id: str, tags: Mapping[str, str]) -> tuple[str, str]:
+    """An MLflow run name that tells runs of one job apart, and a description linking back to Dagster."""
+    partition = tags.get("dagster/partition")
+    start, end = (
+        tags.get("dagster/asset_partition_range_start"),
+        tags.get("dagster/asset_partition_range_end"),
+    )
+    if partition is None and start and end:
+        partition = start if start == end else f"{start}..{end}"
+    name = " ".join(part for part in (job_name, partition, run_id[:8]) if part)
+    scope = f" for partition(s) {partition}" if partition else ""
+    note = f"Dagster run `{run_id}` of job `{job_name}`{scope}: its logs, lineage and checks are in the Dagster UI."
+    return name, note
 
 
 class TrainingConfig(dg.Config):

@@ -14,7 +14,9 @@ from mlops_assets.defs.monitoring import MonitoringConfig, RetrainGuardrails
 from mlops_assets.ml.contract import FeatureSetContract
 from mlops_assets.resources import (
     DEFAULT_CONTRACT,
+    LakehouseResource,
     QualityThresholds,
+    SparkResource,
     SyntheticSourceResource,
     TrainingConfig,
 )
@@ -99,6 +101,16 @@ CASES: list[tuple[str, Callable[[], object], list[str]]] = [
     ("non-numeric max retrains", settings(MLOPS_MAX_RETRAINS="three"), ["MLOPS_MAX_RETRAINS"]),
     ("fractional max retrains", settings(MLOPS_MAX_RETRAINS="2.5"), ["MLOPS_MAX_RETRAINS"]),
     ("bad MLOPS_ENV", settings(MLOPS_ENV="staging"), ["MLOPS_ENV"]),
+    (
+        "MLflow UI URL without a scheme",
+        settings(MLOPS_MLFLOW_UI_URL="127.0.0.1:5000"),
+        ["MLOPS_MLFLOW_UI_URL"],
+    ),
+    (
+        "landing file limit of zero",
+        lambda: LakehouseResource(root="/tmp/x", spark=SparkResource(), max_landing_file_mb=0),
+        ["max_landing_file_mb"],
+    ),
     ("relative LAKEHOUSE_ROOT", settings(LAKEHOUSE_ROOT="var/lake"), ["LAKEHOUSE_ROOT", "absolute"]),
     (
         "LAKEHOUSE_ROOT under a file",

@@ -63,7 +63,7 @@ def test_usage_rows_are_typed_deduplicated_or_quarantined_with_reasons(spark, tm
     assert split.duplicates.count() == 1
     assert _rules_by_row(split) == {
         3: ["device:unknown_category", "minutes_used:out_of_range"],
-        4: ["customer_id:missing", "event_date:missing", "event_id:missing", "record:malformed"],
+        4: ["record:malformed"],
         6: ["customer_id:bad_format", "event_date:in_future"],
         7: ["sessions:bad_type"],
     }

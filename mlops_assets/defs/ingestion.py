@@ -60,7 +60,7 @@ def build_bronze_asset(spec: EntitySpec) -> dg.AssetsDefinition:
     def _bronze(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
         days = partition_days(context)
         delta = lakehouse.delta()
-        paths = landing_files(lakehouse.landing_root, spec, days)
+        paths = landing_files(lakehouse.landing_root, spec, days, lakehouse.max_landing_file_bytes)
         bronze = to_bronze(delta.spark, paths, spec, ingested_at=datetime.now(UTC))
         commit = delta.replace_partitions(bronze, ref, days[0], days[-1])
         written = delta.read_partitions(ref, days[0], days[-1])

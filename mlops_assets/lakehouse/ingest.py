@@ -4,9 +4,13 @@ Bronze keeps every data line of every landing file, parsed into string columns b
 with the source file, its line number, the partition and the load time. Lines that cannot be parsed are
 kept too (``_parse_error`` says why); silver decides what to do with them.
 
-Before a single row is written, each file's *shape* is compared with the entity spec: a new or missing
-column, or a column whose values no longer parse as its type, stops the load with an error naming the
-file and the difference.
+Before a single row is written, each file is checked whole: an empty (0-byte) file, binary content or a
+file over the size limit stops the load (an empty file would otherwise replace its day with zero rows),
+and the file's *shape* is compared with the entity spec: a new or missing column, or a column whose
+values no longer parse as its type, stops the load with an error naming the file and the difference.
+Line-level dirt is kept and named instead: a UTF-8 byte-order mark and CRLF line ends are read as the
+writer meant them; a line with invalid UTF-8 bytes, a repeated header or the wrong number of fields is a
+bronze row with a ``_parse_error``, which silver quarantines under one ``record:`` reason.
 """
 
 from __future__ import annotations
@@ -26,6 +30,23 @@ _CSV_FIELD_SPLIT = r',(?=(?:[^"]*"[^"]*")*[^"]*$)'
 _SPARK_TYPES = {"int": "int", "double": "double", "date": "date", "timestamp": "timestamp"}
 TYPE_CHANGE_MIN_VALUES = 20
 TYPE_CHANGE_MIN_FAILURE = 0.5
+# How parse errors start, so silver can name the reason (bronze keeps the full message).
+INVALID_UTF8 = "invalid utf-8"
+REPEATED_HEADER = "repeated header"
+_BYTE_ORDER_MARK = "\ufeff"
+_REPLACEMENT_CHARACTER = "\ufffd"  # what Spark's UTF-8 decoder puts where bytes were not valid UTF-8
+_SCAN_CHUNK_BYTES = 1 << 20
+
+
+@dataclass
+class LandingFileError(ValueError):
+    """A landing file that cannot be loaded at all (empty, binary, too large): nothing of it is written."""
+
+    file: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"Landing file {self.file} rejected: {self.problem}; nothing was loaded"
 
 
 @dataclass
@@ -52,13 +73,36 @@ def landing_path(landing_root: str, day: date, spec: EntitySpec) -> str:
     return str(Path(landing_root) / day.isoformat() / spec.file_name)
 
 
-def landing_files(landing_root: str, spec: EntitySpec, days: Sequence[date]) -> list[str]:
-    """The day's files for an entity; a missing file is an error, not an empty day."""
+def landing_files(
+    landing_root: str, spec: EntitySpec, days: Sequence[date], max_file_bytes: int | None = None
+) -> list[str]:
+    """The day's files for an entity, each checked whole; a missing file is an error, not an empty day."""
     paths = [landing_path(landing_root, d, spec) for d in days]
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         raise FileNotFoundError(f"Landing file(s) for {spec.name} not found: {missing}")
+    for path in paths:
+        check_landing_file(path, max_file_bytes)
     return paths
+
+
+def check_landing_file(path: str, max_file_bytes: int | None = None) -> None:
+    """Raise LandingFileError for a file no line of which should be loaded.
+
+    A 0-byte file has no header and no rows: loading it would replace the day with nothing while every
+    check passes. NUL bytes never occur in CSV or JSON text: the file is binary (or UTF-16).
+    """
+    size = Path(path).stat().st_size
+    if size == 0:
+        raise LandingFileError(path, "empty file (0 bytes, not even a header)")
+    if max_file_bytes is not None and size > max_file_bytes:
+        raise LandingFileError(path, f"{size} bytes is over the {max_file_bytes}-byte landing file limit")
+    with open(path, "rb") as f:
+        offset = 0
+        while chunk := f.read(_SCAN_CHUNK_BYTES):
+            if (at := chunk.find(b"\x00")) >= 0:
+                raise LandingFileError(path, f"binary content (NUL byte at offset {offset + at})")
+            offset += len(chunk)
 
 
 def read_lines(spark: SparkSession, paths: Sequence[str]) -> DataFrame:
@@ -67,10 +111,11 @@ def read_lines(spark: SparkSession, paths: Sequence[str]) -> DataFrame:
     Files are read whole (one task per file) so line numbers are exact; daily landing files are small.
     """
     files = spark.read.text(list(paths), wholetext=True).select(
-        F.col("value"), F.col("_metadata.file_path").alias("_source_file")
+        F.regexp_replace(F.col("value"), f"^{_BYTE_ORDER_MARK}", "").alias("value"),
+        F.col("_metadata.file_path").alias("_source_file"),
     )
     lines = files.select(
-        "_source_file", F.posexplode(F.split(F.col("value"), "\n")).alias("_pos", "_raw")
+        "_source_file", F.posexplode(F.split(F.col("value"), "\r?\n")).alias("_pos", "_raw")
     ).where(F.length("_raw") > 0)
     return lines.withColumn(
         "_partition_date",
@@ -83,15 +128,24 @@ def _parse_csv(lines: DataFrame, spec: EntitySpec) -> DataFrame:
     data = lines.where(F.col("_pos") > 0)  # line 0 is the header
     n_fields = F.size(F.split(F.col("_raw"), _CSV_FIELD_SPLIT))
     parsed = F.from_csv(F.col("_raw"), schema, {"mode": "PERMISSIVE"})
-    return data.select(
-        "*",
+    header = ",".join(spec.column_names)
+    error = F.coalesce(
+        _invalid_utf8(),
+        F.when(F.regexp_replace("_raw", r"[\s\"]", "") == header, F.lit(f"{REPEATED_HEADER} in the data")),
         F.when(
             n_fields != len(spec.columns),
             F.concat(
                 F.lit(f"malformed csv: expected {len(spec.columns)} fields, got "), n_fields.cast("string")
             ),
-        ).alias("_parse_error"),
-        parsed.alias("_parsed"),
+        ),
+    )
+    return data.select("*", error.alias("_parse_error"), parsed.alias("_parsed"))
+
+
+def _invalid_utf8() -> Column:
+    return F.when(
+        F.col("_raw").contains(_REPLACEMENT_CHARACTER),
+        F.lit(f"{INVALID_UTF8}: bytes that do not decode (shown as U+FFFD)"),
     )
 
 
@@ -99,9 +153,10 @@ def _parse_json(lines: DataFrame, spec: EntitySpec) -> DataFrame:
     schema = ", ".join(f"`{c}` string" for c in spec.column_names)
     return lines.select(
         "*",
-        F.when(F.json_object_keys("_raw").isNull(), F.lit("malformed json: not a JSON object")).alias(
-            "_parse_error"
-        ),
+        F.coalesce(
+            _invalid_utf8(),
+            F.when(F.json_object_keys("_raw").isNull(), F.lit("malformed json: not a JSON object")),
+        ).alias("_parse_error"),
         F.from_json(F.col("_raw"), schema).alias("_parsed"),
     )
 

@@ -13,7 +13,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from mlops_assets.lakehouse.entities import ColumnSpec, EntitySpec
-from mlops_assets.lakehouse.ingest import try_cast
+from mlops_assets.lakehouse.ingest import INVALID_UTF8, REPEATED_HEADER, try_cast
 
 LINEAGE_COLUMNS = ["_partition_date", "_source_file", "_source_row", "_ingested_at"]
 
@@ -55,7 +55,7 @@ def rule_violations(bronze: DataFrame, spec: EntitySpec) -> DataFrame:
     typed = bronze.select(
         "*", *[try_cast(F.col(c.name), c.dtype).alias(f"__typed_{c.name}") for c in spec.columns]
     )
-    rules: list[Column] = [F.when(F.col("_parse_error").isNotNull(), F.lit("record:malformed"))]
+    rules: list[Column] = []
     for c in spec.columns:
         rules.extend(_column_rules(c))
     event_date = _event_date(spec)
@@ -68,7 +68,21 @@ def rule_violations(bronze: DataFrame, spec: EntitySpec) -> DataFrame:
                 F.lit(f"{name}:too_late"),
             )
         )
-    return typed.withColumn("rules_broken", F.filter(F.array(*rules), lambda r: r.isNotNull()))
+    column_rules = F.filter(F.array(*rules), lambda r: r.isNotNull())
+    # A line that did not parse has no trustworthy columns: its one reason is the record's, not a column's.
+    parse_error = F.col("_parse_error")
+    return typed.withColumn(
+        "rules_broken",
+        F.when(parse_error.isNotNull(), F.array(_record_rule(parse_error))).otherwise(column_rules),
+    )
+
+
+def _record_rule(parse_error: Column) -> Column:
+    return (
+        F.when(parse_error.startswith(INVALID_UTF8), F.lit("record:invalid_utf8"))
+        .when(parse_error.startswith(REPEATED_HEADER), F.lit("record:repeated_header"))
+        .otherwise(F.lit("record:malformed"))
+    )
 
 
 def split_silver(bronze: DataFrame, spec: EntitySpec, processed_at: Column | None = None) -> SilverSplit:
