@@ -15,6 +15,9 @@ export OMP_WAIT_POLICY ?= PASSIVE
 # imports mlflow: runs, the daemon, the MLflow UI); dbt's is off in dbt_project.yml (`flags:`).
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= true
+# Where `make dev` and `make mlflow` listen: always loopback (no auth on either), the port is yours to pick.
+DAGSTER_PORT ?= 3000
+MLFLOW_PORT ?= 5000
 
 .PHONY: install demo test dev lint format bench clean home manifest mlflow rollback dbt restore history
 
@@ -44,11 +47,11 @@ test: install
 
 # The venv first on PATH: `dagster dev` re-parses the dbt project (DbtProject.prepare_if_dev) with `dbt` from PATH.
 dev: install home
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT)
 
 # The MLflow UI on the local store (no auth: bound to 127.0.0.1 only).
 mlflow: install home
-	$(BIN)/mlflow ui --backend-store-uri "$(MLFLOW_TRACKING_URI)" --host 127.0.0.1 --port 5000
+	$(BIN)/mlflow ui --backend-store-uri "$(MLFLOW_TRACKING_URI)" --host 127.0.0.1 --port $(MLFLOW_PORT)
 
 # Restore the previous @champion (audited in ml/promotion_audit).
 rollback: install home

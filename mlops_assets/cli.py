@@ -113,10 +113,10 @@ def _summary() -> None:
 
 
 def _latest_drift_reports(instance: dg.DagsterInstance) -> dict[str, dict]:
-    from mlops_assets.defs.monitoring import DRIFT_REPORT_KEY
+    from mlops_assets.defs.monitoring import DRIFT_REPORT_KEY, drift_verdicts
 
-    records = instance.fetch_materializations(DRIFT_REPORT_KEY, limit=1).records
-    return records[0].asset_materialization.metadata["reports"].value if records else {}
+    records = instance.fetch_materializations(DRIFT_REPORT_KEY, limit=200).records  # newest first
+    return drift_verdicts(list(reversed(records)))
 
 
 def _print_reports(reports: dict[str, dict]) -> None:

@@ -53,7 +53,9 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
         "source": SyntheticSourceResource(),
         "quality": QualityThresholds(),
         "feature_set": FeatureSetResource(),
-        "mlflow_tracking": MlflowTrackingResource(tracking_uri=settings.mlflow_tracking_uri),
+        "mlflow_tracking": MlflowTrackingResource(
+            tracking_uri=settings.mlflow_tracking_uri, ui_url=settings.mlflow_ui_url
+        ),
         "promotion_policy": PromotionPolicyConfig(),
         "monitoring": MonitoringConfig(),
         "retrain_guardrails": RetrainGuardrails(**settings.retrain_guardrail_overrides()),

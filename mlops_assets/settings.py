@@ -5,6 +5,7 @@ Every default sits inside the checkout under the git-ignored ``var/`` folder; th
 deployment: ``local`` (embedded Spark, Delta by path) or ``databricks`` (Unity Catalog names).
 ``MLOPS_RETRAIN_COOLDOWN_HOURS`` and ``MLOPS_MAX_RETRAINS`` set the drift-retraining guardrails (the demo,
 which plays a week of data in minutes, runs its daemon with the wall-clock cooldown off).
+``MLOPS_MLFLOW_UI_URL`` is where users open the MLflow UI (``make mlflow``); run ids in Dagster link there.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Settings:
     lakehouse_root: str
     mlflow_tracking_uri: str
     catalog: str | None = None
+    mlflow_ui_url: str = "http://127.0.0.1:5000"
     # Overrides of the RetrainGuardrails resource; None keeps the resource's own default.
     retrain_cooldown_hours: float | None = None
     max_retrains: int | None = None
@@ -104,12 +106,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if env == "databricks" and not catalog:
         raise SettingsError("DATABRICKS_CATALOG must be set when MLOPS_ENV=databricks")
     mlflow_uri = environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{VAR_DIR / 'mlflow' / 'mlflow.db'}"
+    mlflow_ui_url = environ.get("MLOPS_MLFLOW_UI_URL") or Settings.mlflow_ui_url
+    if not mlflow_ui_url.startswith(("http://", "https://")):
+        raise SettingsError(f"MLOPS_MLFLOW_UI_URL={mlflow_ui_url!r} must be an http(s) URL")
     return Settings(
         env=env,
         dagster_home=environ.get("DAGSTER_HOME") or str(VAR_DIR / "dagster_home"),
         lakehouse_root=lakehouse_root,
         mlflow_tracking_uri=mlflow_uri,
         catalog=catalog,
+        mlflow_ui_url=mlflow_ui_url.rstrip("/"),
         retrain_cooldown_hours=_number(
             environ, "MLOPS_RETRAIN_COOLDOWN_HOURS", float, minimum=0, maximum=MAX_COOLDOWN_HOURS
         ),

@@ -100,9 +100,18 @@ def test_evaluation_report_has_every_section_in_ui_and_mlflow(first_training):
     assert (
         "Intended use" in report["model_card"].value or "intended use" in report["model_card"].value.lower()
     )
-    artifacts = {a.path for a in MlflowClient().list_artifacts(report["mlflow_run_id"].value, "evaluation")}
+    # The MLflow run is a link into the MLflow UI (`make mlflow`), not an id to copy.
+    link = report["mlflow_run"]
+    assert isinstance(link, dg.UrlMetadataValue)
+    prefix, run_id = link.url.rsplit("/runs/", 1)
+    experiment_id = MlflowClient().get_run(run_id).info.experiment_id
+    assert prefix == f"http://127.0.0.1:5000/#/experiments/{experiment_id}"
+    artifacts = {a.path for a in MlflowClient().list_artifacts(run_id, "evaluation")}
     assert {"evaluation/report.md", "evaluation/model_card.md", "evaluation/roc_curve.png"} <= artifacts
-    metrics = MlflowClient().get_run(report["mlflow_run_id"].value).data.metrics
+    run = MlflowClient().get_run(run_id)
+    assert run.info.run_name == f"train_evaluate_promote {first_training.run_id[:8]}"
+    assert first_training.run_id in run.data.tags["mlflow.note.content"]
+    metrics = run.data.metrics
     assert metrics["test_roc_auc_ci_low"] <= metrics["test_roc_auc"] <= metrics["test_roc_auc_ci_high"]
 
 
@@ -188,7 +197,13 @@ def test_drift_report_measures_performance_once_a_days_labels_close(first_traini
             partition_key=day.isoformat(), raise_on_error=False
         )
         assert result.success
-        verdict = _materialized(result)["monitoring/drift_report"]["reports"].value[day.isoformat()]
+        metadata = _materialized(result)["monitoring/drift_report"]
+        verdict = metadata["verdict"].value
+        assert metadata["action"].value == verdict["action"]
+        # Figures for Dagster's plots tab: numbers, not text.
+        assert isinstance(metadata["max_psi"].value, float) and metadata["max_psi"].value >= 0
+        assert metadata["critical_column_count"].value == len(verdict["critical_columns"])
+        assert isinstance(metadata["baseline_roc_auc"].value, float)
         assert verdict["model_version"] == alias_version(MODEL, CHAMPION)
         assert _checks(result)["drift_severity"].metadata["level"].value == verdict["data_drift_level"]
     rows = {r["_partition_date"]: r for r in lakehouse.read(DRIFT_REPORTS).collect()}
@@ -199,6 +214,31 @@ def test_drift_report_measures_performance_once_a_days_labels_close(first_traini
     assert rows[recent]["data_version"].endswith(":pending")
     report = json.loads(rows[labelled]["report_json"])
     assert report["action"] == rows[labelled]["action"]
+
+
+def test_a_multi_day_drift_run_gives_each_day_its_own_verdict_and_report(
+    first_training, test_defs, lakehouse
+):
+    first, last = TEST_END - timedelta(days=2), TEST_END
+    result = test_defs.resolve_job_def("daily_scoring").execute_in_process(
+        tags=range_tags(first, last), raise_on_error=False
+    )
+    assert result.success
+    events = [
+        e.event_specific_data.materialization
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey(["monitoring", "drift_report"])
+    ]
+    assert sorted(m.partition for m in events) == [(first + timedelta(days=i)).isoformat() for i in range(3)]
+    rows = {r["_partition_date"].isoformat(): r for r in lakehouse.read(DRIFT_REPORTS).collect()}
+    for m in events:
+        # The day's own action (not the run's worst), its own report first, and the verdict last.
+        assert (
+            m.metadata["verdict"].value["action"] == rows[m.partition]["action"] == m.metadata["action"].value
+        )
+        assert m.metadata["report"].value.startswith(f"# {m.partition}\n")
+        assert next(iter(m.metadata)) == "report"
+        assert m.metadata["critical_column_count"].value == len(rows[m.partition]["critical_columns"])
 
 
 def test_rollback_restores_the_previous_champion(first_training, test_defs, lakehouse):

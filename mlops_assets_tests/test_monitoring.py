@@ -13,6 +13,7 @@ from mlops_assets.defs.monitoring import (
     DRIFT_REPORT_KEY,
     FEATURES_KEY,
     TRAINING_DATA_TAG,
+    VERDICT,
     RetrainGuardrails,
     binned_auc,
     drift_retraining_sensor,
@@ -96,10 +97,10 @@ def test_binned_auc_matches_sklearn(spark):
 
 
 def _report(instance: dg.DagsterInstance, day: str, action: str, data_version: str, days: int = 1) -> None:
-    """A drift report materialization as the asset writes it: one verdict per day of the run."""
+    """Drift report materializations as the asset writes them: one per day, each with its own verdict."""
     first = date.fromisoformat(day)
-    reports = {
-        (first + timedelta(days=i)).isoformat(): {
+    for i in range(days):
+        verdict = {
             "action": action,
             "data_drift_level": "significant",
             "data_version": data_version,
@@ -107,13 +108,13 @@ def _report(instance: dg.DagsterInstance, day: str, action: str, data_version: s
             "drifted_columns": ["minutes_used"],
             "model_version": "1",
         }
-        for i in range(days)
-    }
-    instance.report_runless_asset_event(
-        dg.AssetMaterialization(
-            DRIFT_REPORT_KEY, partition=day, metadata={"reports": dg.MetadataValue.json(reports)}
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                DRIFT_REPORT_KEY,
+                partition=(first + timedelta(days=i)).isoformat(),
+                metadata={VERDICT: dg.MetadataValue.json(verdict)},
+            )
         )
-    )
 
 
 def _features_loaded(instance: dg.DagsterInstance) -> None:

@@ -42,3 +42,35 @@ def test_scoring_a_day_without_features_names_the_missing_upstream_partition(spa
         "ml/predictions: no rows in features/churn_features for 2026-05-08 "
         "(materialize that partition with daily_lakehouse first)"
     )
+
+
+def test_the_model_card_names_the_missing_group_and_lists_no_empty_groups():
+    from mlops_assets.ml.evaluation import MISSING_GROUP, group_fairness
+
+    groups = ["north"] * 40 + ["south"] * 40 + [None] * 3 + [""] * 2
+    y = [1, 0] * 40 + [1, 0, 1, 0, 1]
+    fairness = group_fairness(y, y, groups, attribute="region", min_group_size=10)
+    # A null and a blank region are one visible group, too small to compare: named, not an empty cell.
+    assert [g.group for g in fairness.groups] == [MISSING_GROUP, "north", "south"]
+    assert fairness.excluded_groups == [MISSING_GROUP]
+    assert all(g.strip() and "<" not in g for g in fairness.excluded_groups)
+
+
+def test_mlflow_runs_of_one_job_are_told_apart_by_partition_and_run():
+    from mlops_assets.resources import describe_mlflow_run
+
+    one_day = describe_mlflow_run("daily_scoring", "abcdef0123456789", {"dagster/partition": "2026-05-08"})
+    assert one_day[0] == "daily_scoring 2026-05-08 abcdef01"
+    assert "`abcdef0123456789`" in one_day[1] and "2026-05-08" in one_day[1]
+    tags = {
+        "dagster/asset_partition_range_start": "2026-05-01",
+        "dagster/asset_partition_range_end": "2026-05-07",
+    }
+    assert (
+        describe_mlflow_run("daily_scoring", "12345678ff", tags)[0]
+        == "daily_scoring 2026-05-01..2026-05-07 12345678"
+    )
+    assert (
+        describe_mlflow_run("train_evaluate_promote", "12345678ff", {})[0]
+        == "train_evaluate_promote 12345678"
+    )

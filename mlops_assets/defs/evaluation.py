@@ -208,7 +208,7 @@ def evaluation_report(
             "roc_auc": headline["roc_auc"],
             "report": dg.MetadataValue.md(markdown + "\n\n" + plots),
             "model_card": dg.MetadataValue.md(card),
-            "mlflow_run_id": version.run_id,
+            "mlflow_run": mlflow_tracking.run_link(version.run_id),
         }
     )
 

@@ -3,6 +3,7 @@ sensor that launches retraining when a report recommends it."""
 
 import functools
 import json
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
@@ -40,6 +41,8 @@ SCORE = "score"
 RETRAIN_ACTIONS = ("RETRAIN", "RETRAIN_URGENT")
 AUC_BINS = 1000
 HISTOGRAMS = 3
+# The metadata key of one day's verdict (what the retraining sensor and the CLI read).
+VERDICT = "verdict"
 
 
 class MonitoringConfig(dg.ConfigurableResource):
@@ -220,7 +223,7 @@ def drift_report(
         return load_profile(lakehouse, name, version), baseline
 
     all_features = feature_set.read(lakehouse)
-    rows, reports, markdowns = [], {}, []
+    rows, reports, markdowns, figures = [], {}, [], {}
     for day in days:
         predictions = delta.read_partitions(PREDICTIONS, day, day)
         scored_by = predictions.agg(F.max("model_version"), F.max("scored_at"), F.count("*")).first()
@@ -279,6 +282,7 @@ def drift_report(
             if a.drifted
         ]
         markdowns.append(f"# {day}\n\n{render_markdown(report)}\n" + "\n\n".join(plots))
+        figures[day.isoformat()] = report.figures()
         context.log.info(
             f"drift {day}: {report.action} (data {summary.level}, performance {report.performance_level}; critical {list(summary.critical_columns)})"
         )
@@ -295,18 +299,36 @@ def drift_report(
         mlflow.log_dict(reports, "drift/reports.json")
         latest = reports[days[-1].isoformat()]
         mlflow.set_tags({"drift_action": latest["action"], "drift_partition": days[-1].isoformat()})
-    worst = max(
-        reports.values(),
-        key=lambda r: RETRAIN_ACTIONS.index(r["action"]) + 1 if r["action"] in RETRAIN_ACTIONS else 0,
-    )
+    if len(days) > 1:
+        # A multi-day run: each day's materialization carries its own verdict, figures and report.
+        for day, text in zip(reports, markdowns, strict=True):
+            metadata = {**_day_metadata(reports[day], figures[day], text), "delta_version": commit.version}
+            context.add_asset_metadata(metadata, partition_key=day)
+        return dg.MaterializeResult()
+    day = days[0].isoformat()
     return dg.MaterializeResult(
-        metadata={
-            "action": worst["action"],
-            "reports": dg.MetadataValue.json(reports),
-            "report": dg.MetadataValue.md("\n\n".join(markdowns[-3:])),
-            "delta_version": commit.version,
-        }
+        metadata={**_day_metadata(reports[day], figures[day], markdowns[0]), "delta_version": commit.version}
     )
+
+
+def _day_metadata(verdict: dict, figures: dict[str, float | int], markdown: str) -> dict:
+    """One day's materialization: the report first (what users read), then the figures Dagster plots."""
+    return {
+        "report": dg.MetadataValue.md(markdown),
+        "action": verdict["action"],
+        **figures,
+        VERDICT: dg.MetadataValue.json(verdict),
+    }
+
+
+def drift_verdicts(records: Sequence[dg.EventLogRecord]) -> dict[str, dict]:
+    """Each day's verdict from drift_report materializations (oldest first, so the latest per day wins)."""
+    verdicts: dict[str, dict] = {}
+    for record in records:
+        materialization = record.asset_materialization
+        if materialization is not None and VERDICT in materialization.metadata:
+            verdicts[materialization.partition] = materialization.metadata[VERDICT].value
+    return verdicts
 
 
 def _level_of(reports: dict) -> Level:
@@ -449,11 +471,7 @@ def drift_retraining_sensor(context: dg.SensorEvaluationContext, retrain_guardra
     ).records
     if not records:
         return dg.SkipReason("no new drift report")
-    reports: dict[str, dict] = {}
-    for record in records:
-        metadata = record.asset_materialization.metadata
-        if "reports" in metadata:
-            reports.update(metadata["reports"].value)
+    reports = drift_verdicts(records)
     now = datetime.now(UTC)
 
     def retrain_runs(since: datetime) -> list[dg.DagsterRun]:

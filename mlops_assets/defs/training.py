@@ -215,7 +215,7 @@ def churn_model(
         metadata={
             "model_name": registered.name,
             "model_version": registered.version,
-            "mlflow_run_id": registered.run_id,
+            "mlflow_run": mlflow_tracking.run_link(registered.run_id),
             "best_valid_auc": result.best_value,
             "threshold": threshold,
             "trials": summary["n_trials"],

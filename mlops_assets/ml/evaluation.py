@@ -229,9 +229,12 @@ def calibration(y_true: Any, scores: Any, n_bins: int = 10) -> Calibration:
 
 
 # --- slices and fairness -------------------------------------------------------------------------------------
+MISSING_GROUP = "(missing)"  # not "<missing>": Markdown renders that as an HTML tag, i.e. a blank group
+
+
 def _group_keys(values: pd.Series | np.ndarray) -> np.ndarray:
     series = pd.Series(np.asarray(values, dtype=object))
-    return series.map(lambda v: "<missing>" if pd.isna(v) else str(v)).to_numpy()
+    return series.map(lambda v: MISSING_GROUP if pd.isna(v) or not str(v).strip() else str(v)).to_numpy()
 
 
 @dataclass(frozen=True)

@@ -337,6 +337,22 @@ class DriftReport:
             **({"extra": self.extra} if self.extra else {}),
         }
 
+    def figures(self) -> dict[str, float | int]:
+        """The numbers users plot over days (max PSI, column counts, the metric): absent ones left out."""
+        psis = [a.result.psi for a in self.summary.columns if a.result.psi is not None]
+        figures: dict[str, float | int] = {
+            "max_psi": round(max(psis), 4) if psis else 0.0,
+            "critical_column_count": len(self.summary.critical_columns),
+            "drifted_column_count": len(self.summary.drifted_columns),
+            "drift_share": round(self.summary.drift_share, 4),
+            "current_rows": self.summary.current_rows,
+        }
+        if self.baseline_metric is not None:
+            figures[f"baseline_{self.metric_name}"] = round(self.baseline_metric, 4)
+        if self.current_metric is not None:
+            figures[f"current_{self.metric_name}"] = round(self.current_metric, 4)
+        return figures
+
 
 def build_report(
     summary: DatasetSummary,
