@@ -16,6 +16,9 @@ TEST_START = date(2026, 1, 1)
 TEST_DAYS = 45  # enough for as-of dates whose 30-day churn label window has closed
 TEST_END = TEST_START + timedelta(days=TEST_DAYS - 1)
 _TMP = Path(tempfile.mkdtemp(prefix="mlops_assets_tests_"))
+# Every secret-bearing variable carries this for the whole session; test_secrets looks for it everywhere after.
+SECRET_SENTINEL = "sentinel-9f2c41d7-never-log-me"
+SECRET_VARIABLES = ("DATABRICKS_TOKEN", "DATABRICKS_CLIENT_SECRET")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -26,6 +29,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # Local-first, as under `make`: MLflow's usage telemetry off in this process and every child it starts.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
+    for variable in SECRET_VARIABLES:
+        os.environ[variable] = SECRET_SENTINEL
     (_TMP / "dagster_home").mkdir(parents=True, exist_ok=True)
 
 
