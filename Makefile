@@ -19,7 +19,7 @@ export DO_NOT_TRACK ?= true
 DAGSTER_PORT ?= 3000
 MLFLOW_PORT ?= 5000
 
-.PHONY: install demo test dev lint format bench clean home manifest mlflow rollback dbt restore history
+.PHONY: install browser demo test dev lint format bench clean home manifest mlflow rollback dbt restore history
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,8 +42,14 @@ home:
 demo: install home
 	$(BIN)/python -m mlops_assets.cli demo
 
-test: install
+test: install browser
 	$(BIN)/pytest
+
+# Debian's Chromium for the UI test (Playwright drives it; Playwright's own browser download cannot work here).
+browser:
+	@command -v chromium >/dev/null || { echo "installing Debian's chromium for the UI test"; \
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq chromium >/dev/null; }
 
 # The venv first on PATH: `dagster dev` re-parses the dbt project (DbtProject.prepare_if_dev) with `dbt` from PATH.
 dev: install home

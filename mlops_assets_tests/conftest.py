@@ -32,6 +32,8 @@ def pytest_configure(config: pytest.Config) -> None:
     for variable in SECRET_VARIABLES:
         os.environ[variable] = SECRET_SENTINEL
     (_TMP / "dagster_home").mkdir(parents=True, exist_ok=True)
+    # The suite's instance sends nothing out either (the webserver the UI test starts reads this file).
+    (_TMP / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -8,18 +8,16 @@ way users start them; the detector itself is tested on a socket bound to every i
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
-import signal
 import socket
 import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from mlops_assets_tests.servers import code_locations_loaded, free_port, stop_process_group, wait_for
 
 pytestmark = pytest.mark.security
 
@@ -83,26 +81,6 @@ def _loopback(address: str) -> bool:
     return ip.is_loopback or (ip.version == 6 and ip.ipv4_mapped is not None and ip.ipv4_mapped.is_loopback)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for(url: str, accept, timeout_s: float, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"{process.args} exited with {process.returncode}"
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                if accept(response.read()):
-                    return
-        except OSError:
-            pass
-        time.sleep(1)
-    raise AssertionError(f"{url} not ready within {timeout_s}s")
-
-
 @contextmanager
 def _make(target: str, dagster_home: Path, **variables: str) -> Iterator[subprocess.Popen]:
     """Run `make <target>` as users do, in its own process group, stopped (whole group) at the end.
@@ -114,15 +92,7 @@ def _make(target: str, dagster_home: Path, **variables: str) -> Iterator[subproc
     try:
         yield process
     finally:
-        for sig, wait_s in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(process.pid, sig)
-                process.wait(wait_s)
-                break
-            except ProcessLookupError:
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        stop_process_group(process)
 
 
 def _assert_loopback_only(pid: int, must_include: int | None = None) -> set[tuple[str, int]]:
@@ -155,28 +125,16 @@ def test_the_spark_driver_listens_on_loopback_only(spark):
 
 def test_make_dev_listens_on_loopback_only(tmp_path):
     """The webserver, the daemon and the code server dagster dev starts, once the code location loaded."""
-    port = _free_port()
-    query = json.dumps(
-        {"query": "{ workspaceOrError { ... on Workspace { locationEntries { loadStatus } } } }"}
-    ).encode()
-
-    def loaded(_: bytes) -> bool:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/graphql", data=query, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            entries = json.load(response)["data"]["workspaceOrError"]["locationEntries"]
-        return bool(entries) and all(e["loadStatus"] == "LOADED" for e in entries)
-
+    port = free_port()
     with _make("dev", tmp_path / "dagster_home", DAGSTER_PORT=str(port)) as process:
-        _wait_for(f"http://127.0.0.1:{port}/server_info", loaded, 300, process)
+        wait_for(f"http://127.0.0.1:{port}/server_info", code_locations_loaded(port), 300, process)
         # The webserver's port; the daemon and code server are in the same tree (gRPC over a local socket).
         _assert_loopback_only(process.pid, must_include=port)
         assert len(_descendants(process.pid)) >= 4  # make, dagster dev, webserver, daemon, code server
 
 
 def test_make_mlflow_listens_on_loopback_only(tmp_path):
-    port = _free_port()
+    port = free_port()
     with _make("mlflow", tmp_path / "dagster_home", MLFLOW_PORT=str(port)) as process:
-        _wait_for(f"http://127.0.0.1:{port}/health", lambda body: b"OK" in body, 180, process)
+        wait_for(f"http://127.0.0.1:{port}/health", lambda body: b"OK" in body, 180, process)
         _assert_loopback_only(process.pid, must_include=port)

@@ -1,0 +1,156 @@
+"""The Dagster UI as a user sees it, in a real browser: Debian's Chromium (headless, installed by `make
+browser`, which `make test` runs), driven by Playwright, against the real webserver on a small lakehouse
+materialized on the persistent instance. Assertions are on the rendered page's content, not on pixels;
+screenshots are saved under var/test-artifacts/ui/.
+
+The webserver runs without the daemon: `dagster dev`'s daemon would start this project's RUNNING sensors on
+the suite's instance and launch retrains into the suite (dagster dev itself is started in test_listeners).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from mlops_assets_tests.conftest import TEST_END
+from mlops_assets_tests.servers import code_locations_loaded, free_port, stop_process_group, wait_for
+
+pytestmark = pytest.mark.ui
+
+PROJECT = Path(__file__).resolve().parent.parent
+ARTIFACTS = PROJECT / "var" / "test-artifacts" / "ui"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FAST_TRAINING = {"ops": {"ml__churn_model": {"config": {"n_trials": 4, "timeout_s": 120}}}}
+EVALUATION_SECTIONS = ["Metrics", "Comparison", "Calibration", "Slices", "Fairness"]
+
+
+@pytest.fixture(scope="module")
+def materialized(foundation_run, test_defs, test_resources):
+    """Training, evaluation and one day's scoring and drift on the persistent instance the webserver reads."""
+    assert foundation_run.success
+    instance = dg.DagsterInstance.get()
+    test_resources["mlflow_tracking"].configure()
+    if instance.get_latest_materialization_event(dg.AssetKey(["gold", "fct_usage_daily"])) is None:
+        lakehouse_day = test_defs.resolve_job_def("daily_lakehouse").execute_in_process(
+            partition_key=TEST_END.isoformat(), instance=instance, raise_on_error=False
+        )
+        assert lakehouse_day.success
+    training = test_defs.resolve_job_def("train_evaluate_promote").execute_in_process(
+        run_config=FAST_TRAINING, instance=instance, raise_on_error=False
+    )
+    assert training.success
+    scoring = test_defs.resolve_job_def("daily_scoring").execute_in_process(
+        partition_key=TEST_END.isoformat(), instance=instance, raise_on_error=False
+    )
+    assert scoring.success
+    return instance
+
+
+@pytest.fixture(scope="module")
+def ui_url(materialized):
+    port = free_port()
+    webserver = Path(sys.executable).parent / "dagster-webserver"
+    args = [str(webserver), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]
+    process = subprocess.Popen(args, cwd=PROJECT, env=dict(os.environ), start_new_session=True)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/server_info", code_locations_loaded(port), 300, process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process_group(process)
+
+
+@pytest.fixture(scope="module")
+def page(ui_url):
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Chromium missing: `make browser` installs Debian's chromium"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.set_default_timeout(60_000)
+        yield page
+        browser.close()
+
+
+def _open(page, url: str) -> None:
+    page.goto(url)
+    skip = page.get_by_role("button", name="Skip")  # the UI's first-visit community dialog
+    try:
+        skip.wait_for(timeout=5_000)
+        skip.click()
+    except Exception:
+        pass
+
+
+def test_the_lineage_shows_every_lifecycle_group_in_order(page, ui_url):
+    _open(page, f"{ui_url}/asset-groups")
+    groups = [
+        f"{i:02d}_{name}"
+        for i, name in enumerate(
+            [
+                "landing",
+                "bronze",
+                "silver",
+                "quarantine",
+                "gold",
+                "features",
+                "training",
+                "evaluation",
+                "registry",
+                "scoring",
+                "monitoring",
+            ],
+            start=1,
+        )
+    ]
+    page.get_by_text(groups[-1]).first.wait_for()
+    text = page.inner_text("body")
+    positions = [text.find(g) for g in groups]
+    assert -1 not in positions, [g for g, p in zip(groups, positions, strict=True) if p < 0]
+    assert positions == sorted(positions)  # the sidebar lists them in lifecycle order
+    page.screenshot(path=ARTIFACTS / "lineage.png")
+
+
+def test_the_drift_report_renders_its_table_and_histograms(page, ui_url):
+    _open(page, f"{ui_url}/assets/monitoring/drift_report")
+    page.get_by_text("max_psi").first.wait_for()  # numeric figures Dagster plots
+    page.get_by_text("[Show Markdown]").first.click()
+    dialog = page.get_by_role("dialog").filter(has=page.locator("h1"))
+    dialog.locator("table").first.wait_for()
+    assert dialog.locator("h1").inner_text() == TEST_END.isoformat()
+    header = dialog.locator("table").first.locator("th").all_inner_texts()
+    assert {"column", "severity", "PSI"} <= {h.strip() for h in header}
+    assert dialog.locator("table").first.locator("tbody tr").count() >= 10  # one row per feature
+    assert dialog.locator("img[src^='data:image/png']").count() >= 1  # the drifted columns' histograms
+    dialog.locator("h1").scroll_into_view_if_needed()
+    page.screenshot(path=ARTIFACTS / "drift_report.png")
+    page.keyboard.press("Escape")
+
+
+def test_the_evaluation_report_renders_its_sections(page, ui_url):
+    _open(page, f"{ui_url}/assets/ml/evaluation_report")
+    page.get_by_text("[Show Markdown]").first.click()
+    dialog = page.get_by_role("dialog").filter(has=page.locator("h1"))
+    dialog.locator("h2").first.wait_for()
+    sections = [h.strip() for h in dialog.locator("h2").all_inner_texts()]
+    assert all(s in sections for s in EVALUATION_SECTIONS), sections
+    assert dialog.locator("table").count() >= len(EVALUATION_SECTIONS)
+    assert dialog.locator("img[src^='data:image/png']").count() >= 1  # ROC / calibration plots
+    dialog.locator("h1").scroll_into_view_if_needed()
+    page.screenshot(path=ARTIFACTS / "evaluation_report.png")
+    page.keyboard.press("Escape")
+
+
+def test_a_failed_check_is_shown_as_failed(page, ui_url):
+    _open(page, f"{ui_url}/assets/monitoring/drift_report?view=checks")
+    page.get_by_text("drift_severity").first.wait_for()
+    page.get_by_text("Failed").first.wait_for()
+    assert "critical_columns" in page.inner_text("body")
+    page.screenshot(path=ARTIFACTS / "failed_check.png")
