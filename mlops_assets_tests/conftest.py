@@ -56,20 +56,9 @@ def spark():
 
 @pytest.fixture(scope="session")
 def test_resources(spark):
-    """The project's resources with a small synthetic source (fast, still dirty)."""
-    from mlops_assets.defs.evaluation import PromotionPolicyConfig
-    from mlops_assets.environment import build_resources
-    from mlops_assets.resources import FeatureSetResource, SyntheticSourceResource
+    from mlops_assets_tests.small_lakehouse import small_resources
 
-    return {
-        **build_resources(),
-        "source": SyntheticSourceResource(initial_customers=300, daily_signups=3),
-        "feature_set": FeatureSetResource(as_of_every_days=2, warmup_days=7),
-        # ~150 test rows per region: group rates are noisy, so the fairness bounds are wider than the default.
-        "promotion_policy": PromotionPolicyConfig(
-            min_demographic_parity_ratio=0.2, max_equal_opportunity_difference=0.5
-        ),
-    }
+    return small_resources()
 
 
 @pytest.fixture(scope="session")

@@ -138,3 +138,68 @@ def test_the_dbt_launcher_dies_with_its_parent(tmp_path):
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+HUNG_WORKER = textwrap.dedent(
+    """
+    import time, dagster as dg
+
+    @dg.asset
+    def hung_step():
+        time.sleep(600)
+
+    job = dg.define_asset_job("hung", selection=[hung_step], tags={"dagster/max_runtime": "5"})
+    defs = dg.Definitions(assets=[hung_step], jobs=[job])
+    defs.resolve_job_def("hung").execute_in_process(instance=dg.DagsterInstance.get())
+    """
+)
+
+
+def test_a_hung_run_is_stopped_at_its_max_runtime_by_the_real_daemon(instance_home, tmp_path, monkeypatch):
+    """A step that never returns, in a run executed in process (as the CLI does): the daemon's run monitoring
+    cancels it at ``dagster/max_runtime``, the project's launcher stops the worker, the run ends FAILED."""
+    config = (instance_home / "dagster.yaml").read_text()
+    (instance_home / "dagster.yaml").write_text(
+        config.replace("poll_interval_seconds: 30", "poll_interval_seconds: 1")
+    )
+    (tmp_path / "empty_defs.py").write_text("import dagster as dg\n\ndefs = dg.Definitions()\n")
+    env = {**os.environ, "DAGSTER_HOME": str(instance_home)}
+    worker = subprocess.Popen([sys.executable, "-c", HUNG_WORKER], env=env, cwd=instance_home)
+    daemon_bin = str(Path(sys.executable).parent / "dagster-daemon")
+    daemon = subprocess.Popen(
+        [daemon_bin, "run", "-f", str(tmp_path / "empty_defs.py")],
+        env=env,
+        cwd=tmp_path,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        monkeypatch.setenv("DAGSTER_HOME", str(instance_home))
+        instance = dg.DagsterInstance.get()
+        run = _wait(lambda: next(iter(instance.get_runs()), None), 90, "the hung run to start")
+        run_id = run.run_id
+
+        def finished():
+            current = instance.get_run_by_id(run_id)
+            return current if current.is_finished else None
+
+        ended = _wait(finished, 180, "run monitoring to stop the run")
+        assert ended.status == dg.DagsterRunStatus.FAILURE
+        assert worker.wait(timeout=30) != 0, "the worker was stopped, not left running"
+        messages = " ".join(e.message or "" for e in instance.all_logs(run_id))
+        assert "maximum runtime of 5 seconds" in messages and "SIGTERM" in messages
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        os.killpg(daemon.pid, signal.SIGKILL)
+        daemon.wait(timeout=30)
+
+
+def test_every_job_bounds_its_runtime(test_defs):
+    """Each job carries the max runtime the daemon enforces (as above); the instance bounds any other run."""
+    jobs = [job for job in test_defs.resolve_all_job_defs() if not job.name.startswith("__")]
+    assert len(jobs) >= 6
+    for job in jobs:
+        assert 0 < int(job.tags["dagster/max_runtime"]) <= 6 * 3600, job.name
+    assert "max_runtime_seconds: 21600" in (PROJECT_ROOT / "dagster.yaml").read_text()

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import dagster as dg
 
+from mlops_assets.defs.common import max_runtime
 from mlops_assets.defs.evaluation import evaluation_report
 from mlops_assets.defs.features import churn_features
 from mlops_assets.defs.gold import gold_dbt_models
@@ -21,6 +22,7 @@ daily_lakehouse_job = dg.define_asset_job(
         LANDING_FILES, *bronze_assets, *silver_assets, gold_dbt_models, churn_features
     ),
     partitions_def=daily_partitions,
+    tags=max_runtime(hours=3),
     description="Landing -> bronze -> silver -> gold -> features for one day, or for a backfilled range in "
     "one run. Blocking checks stop everything downstream of a failed gate within the run.",
 )
@@ -30,6 +32,7 @@ training_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(
         training_set, churn_model, evaluation_report, champion, REFERENCE_PROFILE_KEY
     ),
+    tags=max_runtime(hours=2),
     description="Training set -> LightGBM/Optuna -> evaluation report -> gated promotion of @champion -> the "
     "champion's reference profile.",
 )
@@ -38,6 +41,7 @@ scoring_job = dg.define_asset_job(
     name="daily_scoring",
     selection=dg.AssetSelection.assets(predictions, DRIFT_REPORT_KEY),
     partitions_def=daily_partitions,
+    tags=max_runtime(hours=1),
     description="Score the day's features with @champion (and @challenger in shadow), then its drift report.",
 )
 

@@ -14,6 +14,23 @@ from mlops_assets.lakehouse.tables import TableRef
 from mlops_assets.resources import LakehouseResource
 
 OWNER = "team:ml-platform"
+# Run monitoring (the daemon) stops a run past this many seconds: a hung step cannot hold the run queue and its
+# pool slots forever. Generous: a 120-day backfill runs ~5 min on a laptop, training stops its search at 10 min.
+MAX_RUNTIME_TAG = "dagster/max_runtime"
+
+
+# For steps whose write atomically replaces what it wrote before (Delta replaceWhere, a dbt rebuild): running
+# them again is the recovery, so a transient fault (a lost Spark executor, a killed dbt process) is retried.
+# Steps that register or promote models have none: a second attempt would register a second version. A fault
+# that retrying cannot fix (a bad landing file, a failed dbt test) is raised as ``dg.Failure(allow_retries=False)``.
+IDEMPOTENT_RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL)
+
+
+def max_runtime(hours: float) -> dict[str, str]:
+    """Job tags that bound a run's wall time (enforced by run monitoring, see dagster.yaml)."""
+    return {MAX_RUNTIME_TAG: str(int(hours * 3600))}
+
+
 PREVIEW_ROWS = 5
 
 

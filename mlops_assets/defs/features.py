@@ -4,7 +4,13 @@ import dagster as dg
 from pyspark.sql import functions as F
 
 from mlops_assets.defs import groups
-from mlops_assets.defs.common import OWNER, delta_metadata, partition_days, read_run_partitions
+from mlops_assets.defs.common import (
+    IDEMPOTENT_RETRY,
+    OWNER,
+    delta_metadata,
+    partition_days,
+    read_run_partitions,
+)
 from mlops_assets.lakehouse.features import FEATURES_TABLE as FEATURES
 from mlops_assets.lakehouse.features import as_of_frame, build_features, leakage_violations
 from mlops_assets.lakehouse.tables import TableRef
@@ -24,6 +30,7 @@ GOLD_INPUTS = {
     backfill_policy=single_run_backfill,
     kinds={"spark", "delta"},
     owners=[OWNER],
+    retry_policy=IDEMPOTENT_RETRY,
     description="Churn features per active customer and as-of date, computed only from data that had "
     "happened and arrived before the as-of date. Described by contracts/churn_features.yaml.",
 )

@@ -14,7 +14,7 @@ from dagster_dbt import (
 )
 
 from mlops_assets.defs import groups
-from mlops_assets.defs.common import OWNER
+from mlops_assets.defs.common import IDEMPOTENT_RETRY, OWNER
 from mlops_assets.lakehouse.spark import delta_package
 from mlops_assets.partitions import daily_partitions, single_run_backfill
 from mlops_assets.resources import LakehouseResource
@@ -56,6 +56,7 @@ translator = LakehouseDbtTranslator(settings=DagsterDbtTranslatorSettings(enable
     project=dbt_project,
     dagster_dbt_translator=translator,
     pool=DBT_POOL,
+    retry_policy=IDEMPOTENT_RETRY,
     # Daily like silver, so one run takes a day from landing to gold and silver's blocking checks can stop
     # gold within that run. Each run rebuilds gold from all of silver; a backfill runs dbt once.
     partitions_def=daily_partitions,
@@ -66,4 +67,19 @@ def gold_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, lake
     # The dbt subprocess reads the lakehouse root and Delta jar from its environment.
     os.environ["LAKEHOUSE_ROOT"] = lakehouse.root
     os.environ["MLOPS_DELTA_PACKAGE"] = delta_package()
-    yield from dbt.cli(["build"], context=context).stream()
+    invocation = dbt.cli(["build"], context=context, raise_on_error=False)
+    yield from invocation.stream()
+    if not invocation.is_successful():
+        raise dbt_failure(invocation.process.returncode)
+
+
+def dbt_failure(returncode: int) -> dg.Failure:
+    """A killed dbt (signal, OOM) is retried: the rebuild replaces what it half wrote. dbt's own errors (a failed
+    test, a compile error: exit 1 or 2) would fail the same way again, so they fail the step at once."""
+    if returncode < 0:
+        return dg.Failure(f"dbt was killed by signal {-returncode}; the step is retried (dbt rebuilds gold)")
+    return dg.Failure(
+        f"dbt build failed (exit {returncode}): a model or test error, see the dbt log above and the failed "
+        "checks; not retried, since it would fail the same way",
+        allow_retries=False,
+    )

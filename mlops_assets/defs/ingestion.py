@@ -5,9 +5,9 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from mlops_assets.defs import groups
-from mlops_assets.defs.common import OWNER, delta_metadata, partition_days
+from mlops_assets.defs.common import IDEMPOTENT_RETRY, OWNER, delta_metadata, partition_days
 from mlops_assets.lakehouse.entities import ENTITIES, EntitySpec
-from mlops_assets.lakehouse.ingest import landing_files, to_bronze
+from mlops_assets.lakehouse.ingest import LandingFileError, LandingSchemaError, landing_files, to_bronze
 from mlops_assets.lakehouse.tables import TableRef
 from mlops_assets.partitions import daily_partitions, single_run_backfill
 from mlops_assets.resources import LakehouseResource, SyntheticSourceResource
@@ -54,14 +54,19 @@ def build_bronze_asset(spec: EntitySpec) -> dg.AssetsDefinition:
         backfill_policy=single_run_backfill,
         kinds={"spark", "delta"},
         owners=[OWNER],
+        retry_policy=IDEMPOTENT_RETRY,
         description=f"Raw {spec.name} records, one row per landing-file line with source file, line number "
         f"and load time. Re-running a partition replaces it. {spec.description}",
     )
     def _bronze(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
         days = partition_days(context)
         delta = lakehouse.delta()
-        paths = landing_files(lakehouse.landing_root, spec, days, lakehouse.max_landing_file_bytes)
-        bronze = to_bronze(delta.spark, paths, spec, ingested_at=datetime.now(UTC))
+        try:
+            paths = landing_files(lakehouse.landing_root, spec, days, lakehouse.max_landing_file_bytes)
+            bronze = to_bronze(delta.spark, paths, spec, ingested_at=datetime.now(UTC))
+        except (FileNotFoundError, LandingFileError, LandingSchemaError) as error:
+            # The file is what it is: another attempt would refuse it the same way.
+            raise dg.Failure(str(error), allow_retries=False) from error
         commit = delta.replace_partitions(bronze, ref, days[0], days[-1])
         written = delta.read_partitions(ref, days[0], days[-1])
         parse_errors = written.where("_parse_error IS NOT NULL").count()

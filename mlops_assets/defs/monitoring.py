@@ -14,7 +14,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from mlops_assets.defs import groups
-from mlops_assets.defs.common import OWNER, partition_days, png_markdown, read_run_partitions
+from mlops_assets.defs.common import OWNER, max_runtime, partition_days, png_markdown, read_run_partitions
 from mlops_assets.defs.scoring import PREDICTIONS
 from mlops_assets.defs.training import BILLING, SPLIT, read_training_set
 from mlops_assets.lakehouse.features import FEATURES_TABLE, LABEL_HORIZON_DAYS, churn_labels
@@ -375,6 +375,7 @@ retrain_job = dg.define_asset_job(
         ["ml", "champion"],
         REFERENCE_PROFILE_KEY,
     ),
+    tags=max_runtime(hours=2),
     description="Refresh the training set (all labelled data, including the new days) -> train -> evaluate -> "
     "gated promotion -> reference profile of the champion. The sensor then re-scores the drifted day.",
 )
@@ -499,6 +500,7 @@ rescore_job = dg.define_asset_job(
     "rescore_after_retrain",
     selection=dg.AssetSelection.assets(PREDICTIONS.asset_key_path, DRIFT_REPORT_KEY),
     partitions_def=daily_partitions,
+    tags=max_runtime(hours=1),
     description="Re-score one day and recompute its drift report (requested after a drift-triggered retrain).",
 )
 
@@ -524,6 +526,7 @@ labelled_drift_job = dg.define_asset_job(
     "drift_report_with_labels",
     selection=dg.AssetSelection.assets(DRIFT_REPORT_KEY),
     partitions_def=daily_partitions,
+    tags=max_runtime(hours=1),
     description="Recompute one day's drift report once its churn labels have closed, adding performance drift.",
 )
 

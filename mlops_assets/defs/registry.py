@@ -4,7 +4,7 @@ the audit table, and rollback. The rules are in ``mlops_assets.ml.promotion_ledg
 import dagster as dg
 
 from mlops_assets.defs import groups
-from mlops_assets.defs.common import OWNER
+from mlops_assets.defs.common import OWNER, max_runtime
 from mlops_assets.defs.evaluation import EVALUATION_KEY, append_audit, read_audit, run_lineage
 from mlops_assets.ml.mlflow_model import CHALLENGER, CHAMPION, alias_version, delete_alias, set_alias
 from mlops_assets.ml.promotion_ledger import (
@@ -88,6 +88,9 @@ def restore_previous_champion(
     return target
 
 
-@dg.job(description="One command: restore the previous champion (`python -m mlops_assets.cli rollback`).")
+@dg.job(
+    description="One command: restore the previous champion (`python -m mlops_assets.cli rollback`).",
+    tags=max_runtime(hours=0.25),
+)
 def rollback_champion() -> None:
     restore_previous_champion()

@@ -8,7 +8,7 @@ import pandas as pd
 from pyspark.sql import functions as F
 
 from mlops_assets.defs import groups
-from mlops_assets.defs.common import OWNER, delta_metadata, partition_days
+from mlops_assets.defs.common import IDEMPOTENT_RETRY, OWNER, delta_metadata, partition_days
 from mlops_assets.lakehouse.features import FEATURES_TABLE
 from mlops_assets.lakehouse.tables import TableRef
 from mlops_assets.ml.mlflow_model import CHALLENGER, CHAMPION, alias_version, load_churn_model, require_alias
@@ -87,6 +87,7 @@ def score_partition(
     backfill_policy=single_run_backfill,
     kinds={"spark", "delta", "mlflow"},
     owners=[OWNER],
+    retry_policy=IDEMPOTENT_RETRY,
     description="One prediction per entity per as-of day by the @champion (with its version), plus the "
     "@challenger's shadow score when a challenger other than the champion exists.",
 )
@@ -110,7 +111,8 @@ def predictions(
     missing = days_without_rows(features, contract.as_of, days)
     if missing:
         source = contract.source.path if contract.source else FEATURES_KEY.to_user_string()
-        raise MissingFeaturesError(missing_features_message(missing, source, contract.source is not None))
+        error = MissingFeaturesError(missing_features_message(missing, source, contract.source is not None))
+        raise dg.Failure(str(error), allow_retries=False) from error
     scored = score_partition(
         features, contract, name, champion_model, champion_version, shadow_model, shadow_version
     )

@@ -7,7 +7,13 @@ import dagster as dg
 from pyspark.sql import functions as F
 
 from mlops_assets.defs import groups
-from mlops_assets.defs.common import OWNER, delta_metadata, partition_days, read_run_partitions
+from mlops_assets.defs.common import (
+    IDEMPOTENT_RETRY,
+    OWNER,
+    delta_metadata,
+    partition_days,
+    read_run_partitions,
+)
 from mlops_assets.lakehouse.entities import ENTITIES, EntitySpec
 from mlops_assets.lakehouse.ingest import try_cast
 from mlops_assets.lakehouse.quality import split_silver
@@ -50,6 +56,7 @@ def build_silver_assets(spec: EntitySpec) -> dg.AssetsDefinition:
         ],
         partitions_def=daily_partitions,
         backfill_policy=single_run_backfill,
+        retry_policy=IDEMPOTENT_RETRY,
     )
     def _silver(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
         days = partition_days(context)

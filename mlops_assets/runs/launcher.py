@@ -15,6 +15,8 @@ another host is never judged (left to its max runtime).
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 
 import dagster as dg
@@ -37,16 +39,22 @@ def _ran_here(run: dg.DagsterRun) -> bool:
     return host is None or host in LOCAL_HOSTS or host in {socket.gethostname(), socket.getfqdn()}
 
 
-def run_worker_verdict(instance: dg.DagsterInstance, run: dg.DagsterRun) -> WorkerVerdict | None:
-    """Whether ``run``'s worker process lives, or None when this machine cannot tell (not started here yet, or
-    executed on another host)."""
+def _worker(instance: dg.DagsterInstance, run: dg.DagsterRun) -> tuple[int, WorkerVerdict] | None:
+    """The pid of ``run``'s worker and whether it lives, or None when this machine cannot tell (not started
+    here yet, or executed on another host)."""
     if not _ran_here(run):
         return None
     starts = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_START)
     if not starts or starts[-1].dagster_event is None or starts[-1].dagster_event.pid is None:
         return None
     start = starts[-1]
-    return worker_verdict(start.dagster_event.pid, start.timestamp)
+    return start.dagster_event.pid, worker_verdict(start.dagster_event.pid, start.timestamp)
+
+
+def run_worker_verdict(instance: dg.DagsterInstance, run: dg.DagsterRun) -> WorkerVerdict | None:
+    """Whether ``run``'s worker process lives, or None when this machine cannot tell."""
+    worker = _worker(instance, run)
+    return worker[1] if worker is not None else None
 
 
 class LocalProcessRunLauncher(dg.DefaultRunLauncher):
@@ -62,6 +70,24 @@ class LocalProcessRunLauncher(dg.DefaultRunLauncher):
             return CheckRunHealthResult(WorkerStatus.RUNNING, "worker not checkable from this host")
         status = WorkerStatus.RUNNING if verdict.alive else WorkerStatus.FAILED
         return CheckRunHealthResult(status, verdict.reason)
+
+    def terminate(self, run_id: str) -> bool:
+        """Stop a run: through its code server when one launched it (Dagster's way), else by SIGTERM to its
+        worker. A run executed in process (the CLI, `make demo`) has no code server, so without this a run over
+        its ``dagster/max_runtime`` would be marked failed while its worker ran on, writing tables."""
+        run = self._instance.get_run_by_id(run_id)
+        if run is None or run.is_finished:
+            return False
+        if run.tags.get(GRPC_INFO_TAG) is not None:
+            return super().terminate(run_id)
+        worker = _worker(self._instance, run)
+        if worker is None or not worker[1].alive:
+            return False
+        self._instance.report_run_canceling(
+            run, message=f"Stopping run worker (pid {worker[0]}) with SIGTERM."
+        )
+        os.kill(worker[0], signal.SIGTERM)  # its dbt child dies with it (dbt_child's parent-death signal)
+        return True
 
 
 def sweep_dead_runs(instance: dg.DagsterInstance) -> list[tuple[str, str]]:
