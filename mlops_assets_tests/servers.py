@@ -1,4 +1,4 @@
-"""Starting and stopping the servers tests talk to: a free loopback port, readiness, the whole process group."""
+"""Processes tests start and watch: servers on a free loopback port, readiness, whole process groups, liveness."""
 
 from __future__ import annotations
 
@@ -10,6 +10,43 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
+
+
+def wait_until(condition: Callable[[], object], timeout_s: float, what: str, interval_s: float = 0.2):
+    """Poll condition until it returns something truthy (returned), or fail naming what was awaited."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def process_alive(pid: int) -> bool:
+    """Whether pid runs (a zombie, exited but not reaped, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in "ZX"
+
+
+def dbt_builds(root_pid: int) -> list[int]:
+    """Pids of `dbt build` processes started (at any depth) by root_pid."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+            stat = (cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if any(a.endswith((b"dbt-with-parent", b"/dbt")) for a in args) and b"build" in args:
+            pid, ppid = int(cmdline.parent.name), int(stat[1])
+            if ppid == root_pid:
+                found.append(pid)
+    return found
 
 
 def free_port() -> int:

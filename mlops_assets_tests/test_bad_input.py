@@ -181,6 +181,15 @@ def test_bad_landing_file_is_quarantined_with_a_reason_or_refused_naming_the_fil
     assert split.silver.count() + split.quarantine.count() + split.duplicates.count() == bronze.count()
 
 
+def test_a_rewritten_landing_file_is_read_again_not_served_from_spark_cache(spark, tmp_path):
+    """Found by the late-file test: the same paths are the same Spark plan, and a cached first read was served."""
+    first = BadFile("one row", _csv(HEADER, GOOD))
+    _land(tmp_path, first)
+    assert _load(spark, tmp_path, first).count() == 1
+    _land(tmp_path, BadFile("two rows", _csv(HEADER, GOOD, GOOD_2)))
+    assert _load(spark, tmp_path, first).count() == 2
+
+
 def test_a_landing_folder_for_a_day_that_does_not_exist_is_no_partition():
     assert not daily_partitions.has_partition_key("2026-02-30")
     assert daily_partitions.has_partition_key("2026-02-28")

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -24,7 +23,7 @@ from mlops_assets.lakehouse.tables import TableRef
 from mlops_assets.runs.launcher import sweep_dead_runs
 from mlops_assets.settings import PROJECT_ROOT
 from mlops_assets_tests.conftest import TEST_END
-from mlops_assets_tests.test_faults_transient import _dbt_builds
+from mlops_assets_tests.servers import dbt_builds, process_alive, wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -53,24 +52,6 @@ def _rows(lakehouse, ref: TableRef) -> list[tuple]:
     return sorted(map(tuple, df.collect()), key=repr)
 
 
-def _wait(condition, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in "ZX"
-
-
 def test_a_run_killed_while_dbt_writes_gold_is_failed_and_its_rerun_equals_the_clean_build(
     foundation_run, test_defs, lakehouse, tmp_path, monkeypatch
 ):
@@ -82,11 +63,11 @@ def test_a_run_killed_while_dbt_writes_gold_is_failed_and_its_rerun_equals_the_c
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     worker = subprocess.Popen([sys.executable, "-c", RUN], env=env, cwd=PROJECT_ROOT)
     try:
-        dbt = _wait(lambda: _dbt_builds(worker.pid), 600, "the run's dbt build to start")[0]
+        dbt = wait_until(lambda: dbt_builds(worker.pid), 600, "the run's dbt build to start")[0]
         time.sleep(8)  # mid-build: dbt's Spark session is up, models are being written
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=30)
-        _wait(lambda: not _alive(dbt), 30, "the orphaned dbt to die with its run")
+        wait_until(lambda: not process_alive(dbt), 30, "the orphaned dbt to die with its run")
     finally:
         if worker.poll() is None:
             worker.kill()

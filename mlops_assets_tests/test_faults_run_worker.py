@@ -23,6 +23,7 @@ from mlops_assets.runs.dbt_child import dbt_executable
 from mlops_assets.runs.health import worker_verdict
 from mlops_assets.runs.launcher import LocalProcessRunLauncher, run_worker_verdict, sweep_dead_runs
 from mlops_assets.settings import PROJECT_ROOT
+from mlops_assets_tests.servers import process_alive, wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -39,16 +40,6 @@ WORKER = textwrap.dedent(
     defs.resolve_job_def("slow").execute_in_process(instance=dg.DagsterInstance.get())
     """
 )
-
-
-def _wait(condition, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -74,7 +65,7 @@ def test_a_sigkilled_in_process_run_is_failed_and_frees_its_pool_slot(instance_h
             steps = instance.all_logs(runs[0].run_id, of_type=dg.DagsterEventType.STEP_START)
             return runs[0] if steps else None
 
-        run = _wait(started_step, 90, "the worker's step to start")
+        run = wait_until(started_step, 90, "the worker's step to start")
         run_id = run.run_id
         assert instance.event_log_storage.get_concurrency_run_ids() == {run_id}, "the step holds a dbt slot"
         assert run_worker_verdict(instance, run).alive
@@ -122,19 +113,12 @@ def test_the_dbt_launcher_dies_with_its_parent(tmp_path):
     )
     parent = subprocess.Popen([sys.executable, "-c", parent_code])
     try:
-        child_pid = int(_wait(lambda: pid_file.exists() and pid_file.read_text(), 30, "the child pid"))
+        child_pid = int(wait_until(lambda: pid_file.exists() and pid_file.read_text(), 30, "the child pid"))
         time.sleep(1.0)  # the child has set its flag
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait(timeout=10)
 
-        def child_gone():
-            try:
-                state = Path(f"/proc/{child_pid}/stat").read_text().split(") ")[1][0]
-            except OSError:
-                return True
-            return state in "ZX"
-
-        _wait(child_gone, 10, "the orphaned child to die")
+        wait_until(lambda: not process_alive(child_pid), 10, "the orphaned child to die")
     finally:
         if parent.poll() is None:
             parent.kill()
@@ -177,14 +161,14 @@ def test_a_hung_run_is_stopped_at_its_max_runtime_by_the_real_daemon(instance_ho
     try:
         monkeypatch.setenv("DAGSTER_HOME", str(instance_home))
         instance = dg.DagsterInstance.get()
-        run = _wait(lambda: next(iter(instance.get_runs()), None), 90, "the hung run to start")
+        run = wait_until(lambda: next(iter(instance.get_runs()), None), 90, "the hung run to start")
         run_id = run.run_id
 
         def finished():
             current = instance.get_run_by_id(run_id)
             return current if current.is_finished else None
 
-        ended = _wait(finished, 180, "run monitoring to stop the run")
+        ended = wait_until(finished, 180, "run monitoring to stop the run")
         assert ended.status == dg.DagsterRunStatus.FAILURE
         assert worker.wait(timeout=30) != 0, "the worker was stopped, not left running"
         messages = " ".join(e.message or "" for e in instance.all_logs(run_id))

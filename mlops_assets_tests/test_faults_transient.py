@@ -19,26 +19,11 @@ import pytest
 from mlops_assets.defs.gold import dbt_failure
 from mlops_assets.lakehouse.tables import TableRef
 from mlops_assets_tests.conftest import TEST_END
+from mlops_assets_tests.servers import dbt_builds
 
 pytestmark = pytest.mark.faults
 
 GOLD = [TableRef("gold", name) for name in ("dim_customers", "fct_usage_daily", "fct_billing_events")]
-
-
-def _dbt_builds(root_pid: int) -> list[int]:
-    """Pids of `dbt build` processes started (at any depth) by root_pid."""
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            args = cmdline.read_bytes().split(b"\0")
-            stat = (cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if any(a.endswith((b"dbt-with-parent", b"/dbt")) for a in args) and b"build" in args:
-            pid, ppid = int(cmdline.parent.name), int(stat[1])
-            if ppid == root_pid:
-                found.append(pid)
-    return found
 
 
 def test_a_killed_dbt_is_retried_and_the_run_succeeds_with_gold_unchanged(
@@ -51,7 +36,7 @@ def test_a_killed_dbt_is_retried_and_the_run_succeeds_with_gold_unchanged(
     def kill_the_first_dbt() -> None:
         deadline = time.monotonic() + 600
         while not killed and time.monotonic() < deadline:
-            builds = _dbt_builds(os.getpid())
+            builds = dbt_builds(os.getpid())
             if builds:
                 time.sleep(8)  # mid-build: its Spark session is up and models are being written
                 os.kill(builds[0], signal.SIGKILL)

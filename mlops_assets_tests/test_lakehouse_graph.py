@@ -158,10 +158,12 @@ def test_schema_change_fails_before_anything_is_committed(
     version_before = lakehouse.version(bronze)
 
     job = test_defs.resolve_job_def("daily_lakehouse")
-    with pytest.raises(LandingSchemaError) as error:
+    # raised as a Failure that is not retried: the file would be refused the same way again
+    with pytest.raises(dg.Failure) as error:
         job.execute_in_process(
             partition_key=day.isoformat(), asset_selection=[dg.AssetKey(bronze.asset_key_path)]
         )
+    assert isinstance(error.value.__cause__, LandingSchemaError) and error.value.allow_retries is False
     message = str(error.value)
     assert "customers.csv" in message and "missing columns ['acquisition_channel']" in message
     assert "unexpected columns ['channel']" in message
@@ -187,7 +189,7 @@ def test_type_change_fails_with_the_column_named(foundation_run, test_defs, test
     with open(usage_file, "w") as f:
         f.write("\n".join(changed) + "\n")
     job = test_defs.resolve_job_def("daily_lakehouse")
-    with pytest.raises(LandingSchemaError, match=r"column 'sessions' no longer parses as int"):
+    with pytest.raises(dg.Failure, match=r"column 'sessions' no longer parses as int"):
         job.execute_in_process(
             partition_key=day.isoformat(), asset_selection=[dg.AssetKey(["bronze", "usage_events"])]
         )

