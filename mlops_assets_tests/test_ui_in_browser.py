@@ -120,34 +120,42 @@ def test_the_lineage_shows_every_lifecycle_group_in_order(page, ui_url):
     page.screenshot(path=ARTIFACTS / "lineage.png")
 
 
-def test_the_drift_report_renders_its_table_and_histograms(page, ui_url):
-    _open(page, f"{ui_url}/assets/monitoring/drift_report")
-    page.get_by_text("max_psi").first.wait_for()  # numeric figures Dagster plots
+def _open_report(page, url: str, wait_for_text: str | None = None):
+    """Open an asset's latest Markdown report as a user does: its page, then "[Show Markdown]"."""
+    _open(page, url)
+    if wait_for_text is not None:
+        page.get_by_text(wait_for_text).first.wait_for()
     page.get_by_text("[Show Markdown]").first.click()
-    dialog = page.get_by_role("dialog").filter(has=page.locator("h1"))
+    return page.get_by_role("dialog").filter(has=page.locator("h1"))
+
+
+def _save_report(page, dialog, name: str) -> None:
+    """Screenshot the report from its title, then close it."""
+    dialog.locator("h1").scroll_into_view_if_needed()
+    page.screenshot(path=ARTIFACTS / f"{name}.png")
+    page.keyboard.press("Escape")
+
+
+def test_the_drift_report_renders_its_table_and_histograms(page, ui_url):
+    # max_psi: the numeric figures Dagster plots
+    dialog = _open_report(page, f"{ui_url}/assets/monitoring/drift_report", wait_for_text="max_psi")
     dialog.locator("table").first.wait_for()
     assert dialog.locator("h1").inner_text() == TEST_END.isoformat()
     header = dialog.locator("table").first.locator("th").all_inner_texts()
     assert {"column", "severity", "PSI"} <= {h.strip() for h in header}
     assert dialog.locator("table").first.locator("tbody tr").count() >= 10  # one row per feature
     assert dialog.locator("img[src^='data:image/png']").count() >= 1  # the drifted columns' histograms
-    dialog.locator("h1").scroll_into_view_if_needed()
-    page.screenshot(path=ARTIFACTS / "drift_report.png")
-    page.keyboard.press("Escape")
+    _save_report(page, dialog, "drift_report")
 
 
 def test_the_evaluation_report_renders_its_sections(page, ui_url):
-    _open(page, f"{ui_url}/assets/ml/evaluation_report")
-    page.get_by_text("[Show Markdown]").first.click()
-    dialog = page.get_by_role("dialog").filter(has=page.locator("h1"))
+    dialog = _open_report(page, f"{ui_url}/assets/ml/evaluation_report")
     dialog.locator("h2").first.wait_for()
     sections = [h.strip() for h in dialog.locator("h2").all_inner_texts()]
     assert all(s in sections for s in EVALUATION_SECTIONS), sections
     assert dialog.locator("table").count() >= len(EVALUATION_SECTIONS)
     assert dialog.locator("img[src^='data:image/png']").count() >= 1  # ROC / calibration plots
-    dialog.locator("h1").scroll_into_view_if_needed()
-    page.screenshot(path=ARTIFACTS / "evaluation_report.png")
-    page.keyboard.press("Escape")
+    _save_report(page, dialog, "evaluation_report")
 
 
 def test_a_failed_check_is_shown_as_failed(page, ui_url):

@@ -17,8 +17,6 @@ OWNER = "team:ml-platform"
 # Run monitoring (the daemon) stops a run past this many seconds: a hung step cannot hold the run queue and its
 # pool slots forever. Generous: a 120-day backfill runs ~5 min on a laptop, training stops its search at 10 min.
 MAX_RUNTIME_TAG = "dagster/max_runtime"
-
-
 # For steps whose write atomically replaces what it wrote before (Delta replaceWhere, a dbt rebuild): running
 # them again is the recovery, so a transient fault (a lost Spark executor, a killed dbt process) is retried.
 # Steps that register or promote models have none: a second attempt would register a second version. A fault

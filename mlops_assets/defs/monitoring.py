@@ -299,16 +299,11 @@ def drift_report(
         mlflow.log_dict(reports, "drift/reports.json")
         latest = reports[days[-1].isoformat()]
         mlflow.set_tags({"drift_action": latest["action"], "drift_partition": days[-1].isoformat()})
-    if len(days) > 1:
-        # A multi-day run: each day's materialization carries its own verdict, figures and report.
-        for day, text in zip(reports, markdowns, strict=True):
-            metadata = {**_day_metadata(reports[day], figures[day], text), "delta_version": commit.version}
-            context.add_asset_metadata(metadata, partition_key=day)
-        return dg.MaterializeResult()
-    day = days[0].isoformat()
-    return dg.MaterializeResult(
-        metadata={**_day_metadata(reports[day], figures[day], markdowns[0]), "delta_version": commit.version}
-    )
+    # Each day's materialization carries its own verdict, figures and report (in a multi-day run too).
+    for day, text in zip(reports, markdowns, strict=True):
+        metadata = {**_day_metadata(reports[day], figures[day], text), "delta_version": commit.version}
+        context.add_asset_metadata(metadata, partition_key=day)
+    return dg.MaterializeResult()
 
 
 def _day_metadata(verdict: dict, figures: dict[str, float | int], markdown: str) -> dict:

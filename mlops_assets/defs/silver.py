@@ -64,8 +64,8 @@ def build_silver_assets(spec: EntitySpec) -> dg.AssetsDefinition:
         bronze = delta.read_partitions(bronze_ref, days[0], days[-1])
         split = split_silver(bronze, spec)
         # Delta has no two-table commit: quarantine first, then silver (the table consumers read). A run
-        # killed between the two fails with the day's quarantine ahead and silver unchanged; the re-run
-        # replaces both partitions, so nothing is lost or doubled (test_bad_input kills it there).
+        # that fails between the two leaves the day's quarantine ahead and silver unchanged; the re-run
+        # replaces both partitions, so nothing is lost or doubled (test_bad_input fails the silver commit).
         quarantine_commit = delta.replace_partitions(split.quarantine, quarantine_ref, days[0], days[-1])
         silver_commit = delta.replace_partitions(split.silver, silver_ref, days[0], days[-1])
         n_dupes = split.duplicates.count()
