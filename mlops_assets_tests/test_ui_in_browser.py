@@ -9,23 +9,14 @@ the suite's instance and launch retrains into the suite (dagster dev itself is s
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import dagster as dg
 import pytest
 
+from mlops_assets_tests.browser import chromium_page, open_page, screenshot, webserver
 from mlops_assets_tests.conftest import TEST_END
-from mlops_assets_tests.servers import code_locations_loaded, free_port, stop_process_group, wait_for
 
 pytestmark = pytest.mark.ui
 
-PROJECT = Path(__file__).resolve().parent.parent
-ARTIFACTS = PROJECT / "var" / "test-artifacts" / "ui"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FAST_TRAINING = {"ops": {"ml__churn_model": {"config": {"n_trials": 4, "timeout_s": 120}}}}
 EVALUATION_SECTIONS = ["Metrics", "Comparison", "Calibration", "Slices", "Fairness"]
 
@@ -56,43 +47,18 @@ def materialized(foundation_run, test_defs, test_resources):
 
 @pytest.fixture(scope="module")
 def ui_url(materialized):
-    port = free_port()
-    webserver = Path(sys.executable).parent / "dagster-webserver"
-    args = [str(webserver), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]
-    process = subprocess.Popen(args, cwd=PROJECT, env=dict(os.environ), start_new_session=True)
-    try:
-        wait_for(f"http://127.0.0.1:{port}/server_info", code_locations_loaded(port), 300, process)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_process_group(process)
+    with webserver() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def page(ui_url):
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).exists(), "Chromium missing: `make browser` installs Debian's chromium"
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1600, "height": 1000})
-        page.set_default_timeout(60_000)
+    with chromium_page() as page:
         yield page
-        browser.close()
-
-
-def _open(page, url: str) -> None:
-    page.goto(url)
-    skip = page.get_by_role("button", name="Skip")  # the UI's first-visit community dialog
-    try:
-        skip.wait_for(timeout=5_000)
-        skip.click()
-    except Exception:
-        pass
 
 
 def test_the_lineage_shows_every_lifecycle_group_in_order(page, ui_url):
-    _open(page, f"{ui_url}/asset-groups")
+    open_page(page, f"{ui_url}/asset-groups")
     groups = [
         f"{i:02d}_{name}"
         for i, name in enumerate(
@@ -117,12 +83,12 @@ def test_the_lineage_shows_every_lifecycle_group_in_order(page, ui_url):
     positions = [text.find(g) for g in groups]
     assert -1 not in positions, [g for g, p in zip(groups, positions, strict=True) if p < 0]
     assert positions == sorted(positions)  # the sidebar lists them in lifecycle order
-    page.screenshot(path=ARTIFACTS / "lineage.png")
+    screenshot(page, "lineage")
 
 
 def _open_report(page, url: str, wait_for_text: str | None = None):
     """Open an asset's latest Markdown report as a user does: its page, then "[Show Markdown]"."""
-    _open(page, url)
+    open_page(page, url)
     if wait_for_text is not None:
         page.get_by_text(wait_for_text).first.wait_for()
     page.get_by_text("[Show Markdown]").first.click()
@@ -132,7 +98,7 @@ def _open_report(page, url: str, wait_for_text: str | None = None):
 def _save_report(page, dialog, name: str) -> None:
     """Screenshot the report from its title, then close it."""
     dialog.locator("h1").scroll_into_view_if_needed()
-    page.screenshot(path=ARTIFACTS / f"{name}.png")
+    screenshot(page, name)
     page.keyboard.press("Escape")
 
 
@@ -159,8 +125,8 @@ def test_the_evaluation_report_renders_its_sections(page, ui_url):
 
 
 def test_a_failed_check_is_shown_as_failed(page, ui_url):
-    _open(page, f"{ui_url}/assets/monitoring/drift_report?view=checks")
+    open_page(page, f"{ui_url}/assets/monitoring/drift_report?view=checks")
     page.get_by_text("drift_severity").first.wait_for()
     page.get_by_text("Failed").first.wait_for()
     assert "critical_columns" in page.inner_text("body")
-    page.screenshot(path=ARTIFACTS / "failed_check.png")
+    screenshot(page, "failed_check")
