@@ -37,10 +37,14 @@ def _range_tags(start: date, end: date) -> dict[str, str]:
 def _sweep_dead_runs(instance: dg.DagsterInstance) -> None:
     """Fail runs a killed process left STARTED (and free their pool slots), as the daemon's run monitoring
     would: without it they would hold the dbt pool and the run queue forever."""
+    from mlops_assets.environment import build_resources
     from mlops_assets.runs.launcher import sweep_dead_runs
 
     for run_id, reason in sweep_dead_runs(instance):
         print(f"[demo] run {run_id} was left STARTED ({reason}): marked failed, pool slots freed", flush=True)
+        ended = build_resources()["mlflow_tracking"].end_open_runs(run_id)
+        if ended:
+            print(f"[demo] ended its {len(ended)} open MLflow run(s) as KILLED", flush=True)
 
 
 def _run(

@@ -10,6 +10,7 @@ from mlops_assets.defs import (
     features,
     gold,
     ingestion,
+    mlflow_runs,
     monitoring,
     registry,
     scoring,
@@ -64,6 +65,7 @@ def build_defs(resources: dict[str, object] | None = None) -> dg.Definitions:
             monitoring.drift_retraining_sensor,
             monitoring.rescore_after_retrain,
             *alerts.alert_sensors,
+            mlflow_runs.end_mlflow_runs_of_failed_runs,
         ],
         resources=resources if resources is not None else build_resources(),
         # All steps of a run share one process, hence one Spark session and one JVM start per run.

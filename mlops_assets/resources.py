@@ -19,6 +19,7 @@ from mlops_assets.lakehouse.features import FEATURES_TABLE, USAGE_WINDOW_DAYS
 from mlops_assets.lakehouse.spark import build_local_session
 from mlops_assets.lakehouse.tables import TableLocator
 from mlops_assets.ml.contract import FeatureSetContract
+from mlops_assets.ml.mlflow_runs import end_open_runs
 from mlops_assets.synthetic.source import SCENARIOS, DirtConfig, SourceConfig, SyntheticSource
 
 DEFAULT_CONTRACT = Path(__file__).parent / "contracts" / "churn_features.yaml"
@@ -207,8 +208,15 @@ class MlflowTrackingResource(dg.ConfigurableResource):
         mlflow.set_tags({"mlflow.runName": name, "mlflow.note.content": note})
         try:
             yield tracker
-        finally:
-            mlflow.end_run()
+        except BaseException:
+            # A failed step's run shows FAILED in MLflow (ending it plainly would mark it FINISHED).
+            mlflow.end_run(status="FAILED")
+            raise
+        mlflow.end_run()
+
+    def end_open_runs(self, dagster_run_id: str) -> list[str]:
+        """End as KILLED the MLflow runs a dead Dagster run left RUNNING (its worker never got to end them)."""
+        return end_open_runs(mlflow.MlflowClient(self.tracking_uri), dagster_run_id)
 
 
 def describe_mlflow_run(job_name: str, run_id: str, tags: Mapping[str, str]) -> tuple[str, str]:

@@ -1,13 +1,15 @@
-"""`kill -9` of a real lakehouse run while dbt writes gold: the run is failed (run monitoring's sweep), its
-pool slot freed, no dbt child left writing, Derby's metastore usable again, and the re-run gives gold tables
-identical to the clean build.
+"""`kill -9` of a real run while each stage writes: bronze, silver, gold (dbt), features, and the model's MLflow
+run. Each time the run is failed (run monitoring's sweep), nothing half-written is visible, no lock, child
+process or open MLflow run is left, and the re-run gives tables identical to the clean build.
 
-The run is the real `daily_lakehouse` job executed in process by a child Python (as the CLI does) on a
-persistent instance with the project's dagster.yaml, over the suite's lakehouse.
+Each run is a real job executed in process by a child Python (as the CLI does) on a persistent instance with
+the project's dagster.yaml, over the suite's lakehouse; it is SIGKILLed the moment its stage's first data file
+lands in the table's folder (Delta has not committed it yet) or, for dbt and training, once the stage is busy.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -15,11 +17,16 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 import pytest
+from mlflow import MlflowClient
 
+from mlops_assets.defs.mlflow_runs import end_mlflow_runs_of_failed_runs
 from mlops_assets.lakehouse.tables import TableRef
+from mlops_assets.ml.mlflow_runs import DAGSTER_RUN_TAG, PARENT_RUN_TAG
 from mlops_assets.runs.launcher import sweep_dead_runs
 from mlops_assets.settings import PROJECT_ROOT
 from mlops_assets_tests.conftest import TEST_END
@@ -27,62 +34,248 @@ from mlops_assets_tests.servers import dbt_builds, process_alive, wait_until
 
 pytestmark = pytest.mark.faults
 
+# Columns stamped with the load time: a re-run writes new values by design.
+LOAD_TIME_COLUMNS = ("_ingested_at", "_quarantined_at")
+DAY = TEST_END.isoformat()
+ENTITIES = ("customers", "usage_events", "billing_events")
 GOLD = [
     TableRef("gold", n)
     for n in ("customer_history", "dim_customers", "fct_usage_daily", "fct_billing_events")
 ]
 
-RUN = textwrap.dedent(
-    f"""
+# The child: one job of the suite's definitions, in process, on the instance at $DAGSTER_HOME.
+CHILD = textwrap.dedent(
+    """
+    import json, sys
     import dagster as dg
     from mlops_assets.definitions import build_defs
     from mlops_assets_tests.small_lakehouse import small_resources
 
-    defs = build_defs(small_resources())
-    defs.resolve_job_def("daily_lakehouse").execute_in_process(
-        partition_key="{TEST_END.isoformat()}", instance=dg.DagsterInstance.get(), raise_on_error=False
+    job, partition, selection, run_config = sys.argv[1], sys.argv[2] or None, sys.argv[3], sys.argv[4]
+    build_defs(small_resources()).resolve_job_def(job).execute_in_process(
+        partition_key=partition,
+        asset_selection=[dg.AssetKey.from_user_string(k) for k in selection.split(",")] if selection else None,
+        run_config=json.loads(run_config),
+        instance=dg.DagsterInstance.get(),
+        raise_on_error=False,
     )
     """
 )
 
 
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    selection: tuple[str, ...]  # what the killed run and its re-run materialize (day TEST_END)
+    written: TableRef  # killed as soon as a new data file of this table lands
+    compared: tuple[TableRef, ...]  # must equal the clean build after the re-run
+
+
+LANDING_TO_BRONZE = ("landing/daily_files", *(f"bronze/{e}" for e in ENTITIES))
+SILVER = tuple(f"{layer}/{e}" for layer in ("silver", "quarantine") for e in ENTITIES)
+STAGES = [
+    Stage(
+        "bronze",
+        LANDING_TO_BRONZE,
+        TableRef("bronze", "usage_events"),
+        tuple(TableRef("bronze", e) for e in ENTITIES),
+    ),
+    Stage(
+        "silver",
+        LANDING_TO_BRONZE + SILVER,
+        TableRef("silver", "usage_events"),
+        tuple(TableRef(*k.split("/")) for k in LANDING_TO_BRONZE[1:] + SILVER),
+    ),
+    Stage(
+        "features",
+        ("features/churn_features",),
+        TableRef("features", "churn_features"),
+        (TableRef("features", "churn_features"),),
+    ),
+]
+
+
 def _rows(lakehouse, ref: TableRef) -> list[tuple]:
     df = lakehouse.read(ref)
-    df = df.drop(*[c for c in df.columns if c == "_ingested_at"])
+    df = df.drop(*[c for c in df.columns if c in LOAD_TIME_COLUMNS])
     return sorted(map(tuple, df.collect()), key=repr)
 
 
-def test_a_run_killed_while_dbt_writes_gold_is_failed_and_its_rerun_equals_the_clean_build(
-    foundation_run, test_defs, lakehouse, tmp_path, monkeypatch
-):
-    assert foundation_run.success
-    clean = {str(t): _rows(lakehouse, t) for t in GOLD}
+def _commits(table: Path) -> int:
+    return len(list((table / "_delta_log").glob("*.json")))
+
+
+def _data_files(table: Path) -> set[Path]:
+    return set(table.rglob("*.parquet")) - set((table / "_delta_log").rglob("*.parquet"))
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """A persistent instance with the project's dagster.yaml, this test's own."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
-    worker = subprocess.Popen([sys.executable, "-c", RUN], env=env, cwd=PROJECT_ROOT)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
+
+
+def _start(home: Path, job: str, selection=(), run_config=None, partition: str | None = DAY):
+    args = [
+        sys.executable,
+        "-c",
+        CHILD,
+        job,
+        partition or "",
+        ",".join(selection),
+        json.dumps(run_config or {}),
+    ]
+    return subprocess.Popen(args, env={**os.environ, "DAGSTER_HOME": str(home)}, cwd=PROJECT_ROOT)
+
+
+def _kill(worker: subprocess.Popen) -> None:
+    worker.send_signal(signal.SIGKILL)
+    assert worker.wait(timeout=30) == -signal.SIGKILL
+
+
+def _swept(instance: dg.DagsterInstance) -> dg.DagsterRun:
+    """The killed run: left STARTED (nobody recorded its end), then failed by the sweep, its slots freed."""
+    (run,) = instance.get_runs()
+    assert run.status == dg.DagsterRunStatus.STARTED, "killed: nobody recorded an end"
+    assert [r for r, _ in sweep_dead_runs(instance)] == [run.run_id]
+    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+    assert instance.event_log_storage.get_concurrency_run_ids() == set()
+    return run
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=[s.name for s in STAGES])
+def test_a_run_killed_while_a_stage_writes_is_failed_and_its_rerun_equals_the_clean_build(
+    stage, foundation_run, test_defs, lakehouse, home
+):
+    assert foundation_run.success
+    clean = {str(t): _rows(lakehouse, t) for t in stage.compared}
+    table = Path(lakehouse.locator.path(stage.written))
+    files_before, commits_before = _data_files(table), _commits(table)
+    worker = _start(home, "daily_lakehouse", stage.selection)
+    try:
+        wait_until(lambda: _data_files(table) - files_before, 300, f"{stage.written} to be written", 0.02)
+        _kill(worker)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    # Killed between the data files and the commit: the files are there, no reader sees them.
+    assert _commits(table) == commits_before, "killed before Delta committed"
+    assert {str(t): _rows(lakehouse, t) for t in stage.compared} == clean
+
+    instance = dg.DagsterInstance.get()
+    _swept(instance)
+    rerun = test_defs.resolve_job_def("daily_lakehouse").execute_in_process(
+        partition_key=DAY,
+        asset_selection=[dg.AssetKey.from_user_string(k) for k in stage.selection],
+        instance=instance,
+        raise_on_error=False,
+    )
+    assert rerun.success
+    assert {str(t): _rows(lakehouse, t) for t in stage.compared} == clean
+
+
+def test_a_run_killed_while_dbt_writes_gold_is_failed_and_its_rerun_equals_the_clean_build(
+    foundation_run, test_defs, lakehouse, home
+):
+    assert foundation_run.success
+    clean = {str(t): _rows(lakehouse, t) for t in GOLD}
+    worker = _start(home, "daily_lakehouse")
     try:
         dbt = wait_until(lambda: dbt_builds(worker.pid), 600, "the run's dbt build to start")[0]
         time.sleep(8)  # mid-build: dbt's Spark session is up, models are being written
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(timeout=30)
+        _kill(worker)
         wait_until(lambda: not process_alive(dbt), 30, "the orphaned dbt to die with its run")
     finally:
         if worker.poll() is None:
             worker.kill()
 
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
     instance = dg.DagsterInstance.get()
-    (run,) = instance.get_runs()
-    assert run.status == dg.DagsterRunStatus.STARTED, "killed: nobody recorded an end"
-    assert instance.event_log_storage.get_concurrency_run_ids() == {run.run_id}, "it holds the dbt slot"
-    assert [r for r, _ in sweep_dead_runs(instance)] == [run.run_id]
-    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
-    assert instance.event_log_storage.get_concurrency_run_ids() == set()
-
+    _swept(instance)
     rerun = test_defs.resolve_job_def("daily_lakehouse").execute_in_process(
-        partition_key=TEST_END.isoformat(), instance=instance, raise_on_error=False
+        partition_key=DAY, instance=instance, raise_on_error=False
     )
     assert rerun.success, "the re-run's dbt opened Derby's metastore again"
     assert {str(t): _rows(lakehouse, t) for t in GOLD} == clean
+
+
+def _mlflow_runs(client: MlflowClient, dagster_run_id: str) -> dict[str, str]:
+    """Status of every MLflow run of a Dagster run: its parent run and the nested trial runs under it."""
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    parents = client.search_runs(experiments, f"tags.`{DAGSTER_RUN_TAG}` = '{dagster_run_id}'")
+    runs = {p.info.run_id: p.info.status for p in parents}
+    for parent in parents:
+        children = client.search_runs(experiments, f"tags.`{PARENT_RUN_TAG}` = '{parent.info.run_id}'")
+        runs |= {c.info.run_id: c.info.status for c in children}
+    return runs
+
+
+def test_a_training_run_killed_mid_search_leaves_no_mlflow_run_open(foundation_run, test_resources, home):
+    """Killed while Optuna's trials run: its MLflow parent and trial runs stay RUNNING until the run is failed;
+    then the failure sensor ends them as KILLED. No model version is registered by the dead run."""
+    assert foundation_run.success
+    tracking = test_resources["mlflow_tracking"]
+    tracking.configure()
+    client = MlflowClient(tracking.tracking_uri)
+    versions_before = len(client.search_model_versions(f"name = '{tracking.model_name}'"))
+    long_search = {"ops": {"ml__churn_model": {"config": {"n_trials": 200, "timeout_s": 600}}}}
+    worker = _start(home, "train_evaluate_promote", run_config=long_search, partition=None)
+    instance = dg.DagsterInstance.get()
+    try:
+        run_id = wait_until(lambda: next(iter(instance.get_runs()), None), 120, "the run").run_id
+
+        def trials_logged():
+            runs = _mlflow_runs(client, run_id)
+            return len(runs) >= 3 and "RUNNING" in runs.values()
+
+        wait_until(trials_logged, 300, "the search's first trials in MLflow", 0.5)
+        _kill(worker)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert "RUNNING" in _mlflow_runs(client, run_id).values(), "a killed worker ends no MLflow run"
+
+    run = _swept(instance)
+    (failure,) = [
+        e.dagster_event
+        for e in instance.all_logs(run.run_id)
+        if e.dagster_event and e.dagster_event.event_type_value == "PIPELINE_FAILURE"
+    ]
+    context = dg.build_run_status_sensor_context(
+        sensor_name=end_mlflow_runs_of_failed_runs.name,
+        dagster_event=failure,
+        dagster_instance=instance,
+        dagster_run=instance.get_run_by_id(run.run_id),
+        resources={"mlflow_tracking": tracking},
+    ).for_run_failure()
+    end_mlflow_runs_of_failed_runs(context)
+    statuses = _mlflow_runs(client, run.run_id)
+    assert "RUNNING" not in statuses.values() and "KILLED" in statuses.values(), statuses
+    assert len(client.search_model_versions(f"name = '{tracking.model_name}'")) == versions_before
+    # A second pass finds nothing left to end.
+    assert tracking.end_open_runs(run.run_id) == []
+
+
+def test_a_killed_landing_writer_leaves_no_temp_file_after_the_rerun(tmp_path):
+    """Landing files are written to a temp file and renamed; a writer SIGKILLed before its rename leaves the
+    temp file behind. The next write of that day removes it; a live writer's temp file is left alone."""
+    from mlops_assets.synthetic.source import LANDING_FILES, SourceConfig, SyntheticSource
+
+    source = SyntheticSource(SourceConfig(initial_customers=20, daily_signups=1))
+    day = source.config.start_date
+    folder = tmp_path / day.isoformat()
+    folder.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = folder / f".usage_events.jsonl.{dead.pid}.k9x2.tmp"
+    orphan.write_bytes(b'{"half": "a line')
+    live = folder / f".usage_events.jsonl.{os.getpid()}.a1b2.tmp"
+    live.write_bytes(b"")
+    written = source.write_landing(tmp_path, [day])
+    assert not orphan.exists()
+    assert live.exists()
+    assert sorted(p.name for p in folder.iterdir()) == sorted([live.name, *LANDING_FILES.values()])
+    assert set(written[day].values()) == {folder / name for name in LANDING_FILES.values()}

@@ -1060,9 +1060,17 @@ def _apply_line_dirt(
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder and rename: readers see the old file or the new one."""
+    """Write via a temp file in the same folder and rename: readers see the old file or the new one.
+
+    The temp file's name carries the writer's pid, so a writer killed before its rename (SIGKILL runs no
+    cleanup) leaves a file the next write of the same path recognises as orphaned and removes; a live
+    concurrent writer's temp file is left alone."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    for orphan in path.parent.glob(f".{path.name}.*.tmp"):
+        if not _writer_alive(orphan):
+            with contextlib.suppress(FileNotFoundError):
+                orphan.unlink()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -1074,3 +1082,15 @@ def _atomic_write(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _writer_alive(temp: Path) -> bool:
+    """Whether the process that named this temp file (``.<file>.<pid>.<random>.tmp``) still runs."""
+    try:
+        pid = int(temp.name.removesuffix(".tmp").rsplit(".", 2)[-2])
+        os.kill(pid, 0)
+    except (ValueError, IndexError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,38 @@
+"""MLflow runs a Dagster run left open: a worker killed mid-step never ends its MLflow run, which then shows as
+RUNNING forever in the MLflow UI. No Dagster here: callers pass the Dagster run id."""
+
+from __future__ import annotations
+
+from mlflow import MlflowClient
+from mlflow.entities import RunStatus, ViewType
+
+# The tag dagster-mlflow puts on the one parent MLflow run of a Dagster run; nested runs (Optuna trials) carry
+# MLflow's own parent-run tag instead.
+DAGSTER_RUN_TAG = "dagster_run_id"
+PARENT_RUN_TAG = "mlflow.parentRunId"
+RUNNING = RunStatus.to_string(RunStatus.RUNNING)
+
+
+def _run_ids(client: MlflowClient, filter_string: str) -> list[str]:
+    """Ids of the runs matching filter_string in every experiment (deleted ones included)."""
+    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    if not experiments:
+        return []
+    runs = client.search_runs(experiments, filter_string=filter_string, run_view_type=ViewType.ALL)
+    return [r.info.run_id for r in runs]
+
+
+def end_open_runs(client: MlflowClient, dagster_run_id: str, status: str = "KILLED") -> list[str]:
+    """End, with ``status``, every MLflow run of this Dagster run still RUNNING: its parent run(s) and the
+    nested runs under them. Returns the ended run ids, nested ones first."""
+    still_running = f"attributes.status = '{RUNNING}'"
+    parents = _run_ids(client, f"tags.`{DAGSTER_RUN_TAG}` = '{dagster_run_id}'")
+    ended = [
+        child
+        for parent in parents
+        for child in _run_ids(client, f"tags.`{PARENT_RUN_TAG}` = '{parent}' and {still_running}")
+    ]
+    ended += _run_ids(client, f"tags.`{DAGSTER_RUN_TAG}` = '{dagster_run_id}' and {still_running}")
+    for run_id in ended:
+        client.set_terminated(run_id, status=status)
+    return ended
