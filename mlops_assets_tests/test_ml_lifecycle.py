@@ -74,6 +74,11 @@ def test_training_registers_a_version_with_trials_as_child_runs(first_training):
     assert len(children) == 4
     assert {c.data.tags["optuna_state"] for c in children} <= {"COMPLETE", "PRUNED"}
     assert "best_valid_auc" in parent.data.metrics and "seed" in parent.data.params
+    # The training rows are logged as the run's dataset, named by the Delta version they were read at.
+    (dataset,) = parent.inputs.dataset_inputs
+    assert dataset.dataset.name == mv.tags["dataset_fingerprint"] and dataset.dataset.name.startswith("ml.")
+    assert json.loads(dataset.dataset.source)["uri"].endswith("/ml/training_set")
+    assert [t.value for t in dataset.tags if t.key == "mlflow.data.context"] == ["training"]
     assert alias_version(MODEL, CHALLENGER) == version
 
 
