@@ -15,8 +15,12 @@ import sys
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
+
+if TYPE_CHECKING:
+    from mlops_assets.monitoring.verdict import DayVerdict
 
 DEMO_START = date(2026, 1, 1)
 DEMO_DAYS = 120
@@ -112,19 +116,19 @@ def _summary() -> None:
             print(f"[demo]   test {name:8} {metrics[f'test_{name}']:.3f}  95% CI [{low:.3f}, {high:.3f}]")
 
 
-def _latest_drift_reports(instance: dg.DagsterInstance) -> dict[str, dict]:
+def _latest_drift_reports(instance: dg.DagsterInstance) -> dict[str, DayVerdict]:
     from mlops_assets.defs.monitoring import DRIFT_REPORT_KEY, drift_verdicts
 
     records = instance.fetch_materializations(DRIFT_REPORT_KEY, limit=200).records  # newest first
     return drift_verdicts(list(reversed(records)))
 
 
-def _print_reports(reports: dict[str, dict]) -> None:
+def _print_reports(reports: dict[str, DayVerdict]) -> None:
     for day, r in sorted(reports.items()):
-        critical = ", ".join(r["critical_columns"]) or "-"
+        critical = ", ".join(r.critical_columns) or "-"
         print(
-            f"[demo]   {day}  {r['action']:14} data drift {r['data_drift_level']:11} performance "
-            f"{r['performance_level']:8} model v{r['model_version']}  critical: {critical}"
+            f"[demo]   {day}  {r.action!s:14} data drift {r.data_drift_level!s:11} performance "
+            f"{r.performance_level!s:8} model v{r.model_version}  critical: {critical}"
         )
 
 

@@ -22,14 +22,15 @@ from mlops_assets.lakehouse.tables import TableRef
 from mlops_assets.ml.mlflow_model import CHAMPION, load_churn_model, require_alias
 from mlops_assets.monitoring.profile import ReferenceProfile, build_profile_pandas
 from mlops_assets.monitoring.severity import (
+    SCORE_COLUMN,
     DriftThresholds,
     Level,
     PerformanceThresholds,
-    build_report,
     histogram_png,
     render_markdown,
 )
-from mlops_assets.monitoring.spark_drift import compute_drift_spark
+from mlops_assets.monitoring.spark_drift import day_report_spark
+from mlops_assets.monitoring.verdict import ROW_SCHEMA, DayVerdict, overall_level
 from mlops_assets.partitions import daily_partitions, single_run_backfill
 from mlops_assets.resources import FeatureSetResource, LakehouseResource, MlflowTrackingResource
 
@@ -37,8 +38,7 @@ PROFILES = TableRef("monitoring", "reference_profiles")
 DRIFT_REPORTS = TableRef("monitoring", "drift_reports")
 REFERENCE_PROFILE_KEY = dg.AssetKey(["monitoring", "reference_profile"])
 DRIFT_REPORT_KEY = dg.AssetKey(["monitoring", "drift_report"])
-SCORE = "score"
-RETRAIN_ACTIONS = ("RETRAIN", "RETRAIN_URGENT")
+SCORE = SCORE_COLUMN
 AUC_BINS = 1000
 HISTOGRAMS = 3
 # The metadata key of one day's verdict (what the retraining sensor and the CLI read).
@@ -223,7 +223,8 @@ def drift_report(
         return load_profile(lakehouse, name, version), baseline
 
     all_features = feature_set.read(lakehouse)
-    rows, reports, markdowns, figures = [], {}, [], {}
+    verdicts: list[DayVerdict] = []
+    rows, markdowns, figures = [], [], {}
     for day in days:
         predictions = delta.read_partitions(PREDICTIONS, day, day)
         scored_by = predictions.agg(F.max("model_version"), F.max("scored_at"), F.count("*")).first()
@@ -238,44 +239,25 @@ def drift_report(
             ),
             [contract.entity_key, contract.as_of],
         )
-        outcome = compute_drift_spark(profile, current, monitoring.drift_thresholds())
         current_auc = None
         if labels_known_through is not None and (labels_known_through - day).days >= LABEL_HORIZON_DAYS:
             current_auc = binned_auc(churn_labels(current, billing), contract.label)
-        report = build_report(
-            outcome.summary, baseline_auc, current_auc, "roc_auc", monitoring.performance_thresholds()
+        report = day_report_spark(
+            profile,
+            current,
+            monitoring.drift_thresholds(),
+            monitoring.performance_thresholds(),
+            baseline_auc,
+            current_auc,
         )
         # What the report was computed from: a re-score, or the day's labels arriving, make it a new report.
         data_version = (
             f"{version}:{scored_at.isoformat()}:{'labelled' if current_auc is not None else 'pending'}"
         )
-        summary = outcome.summary
-        reports[day.isoformat()] = {
-            "action": str(report.action),
-            "data_drift_level": str(summary.level),
-            "performance_level": str(report.performance_level),
-            "critical_columns": list(summary.critical_columns),
-            "drifted_columns": list(summary.drifted_columns),
-            "data_version": data_version,
-            "model_version": version,
-        }
-        rows.append(
-            (
-                day,
-                name,
-                version,
-                str(report.action),
-                str(summary.level),
-                str(report.performance_level),
-                list(summary.drifted_columns),
-                list(summary.critical_columns),
-                baseline_auc,
-                current_auc,
-                data_version,
-                json.dumps(report.to_dict()),
-                datetime.now(UTC),
-            )
-        )
+        summary = report.summary
+        verdict = DayVerdict.of(day, name, version, report, data_version)
+        verdicts.append(verdict)
+        rows.append(verdict.to_row(json.dumps(report.to_dict()), datetime.now(UTC)))
         plots = [
             png_markdown(a.column, histogram_png(profile[a.column], a.result.current_counts))
             for a in summary.most_drifted(HISTOGRAMS)
@@ -286,51 +268,41 @@ def drift_report(
         context.log.info(
             f"drift {day}: {report.action} (data {summary.level}, performance {report.performance_level}; critical {list(summary.critical_columns)})"
         )
-    table = delta.spark.createDataFrame(
-        rows,
-        "_partition_date date, model_name string, model_version string, action string, data_drift_level string, "
-        "performance_level string, drifted_columns array<string>, critical_columns array<string>, "
-        "baseline_roc_auc double, current_roc_auc double, data_version string, report_json string, reported_at timestamp",
-    )
+    table = delta.spark.createDataFrame(rows, ROW_SCHEMA)
     commit = delta.replace_partitions(table, DRIFT_REPORTS, days[0], days[-1])
     with mlflow_tracking.parent_run(context):
-        for day, text in zip(reports, markdowns, strict=True):
-            mlflow.log_text(text, f"drift/{day}.md")
-        mlflow.log_dict(reports, "drift/reports.json")
-        latest = reports[days[-1].isoformat()]
-        mlflow.set_tags({"drift_action": latest["action"], "drift_partition": days[-1].isoformat()})
+        for verdict, text in zip(verdicts, markdowns, strict=True):
+            mlflow.log_text(text, f"drift/{verdict.day}.md")
+        mlflow.log_dict({str(v.day): v.to_metadata() for v in verdicts}, "drift/reports.json")
+        latest = verdicts[-1]
+        mlflow.set_tags({"drift_action": str(latest.action), "drift_partition": str(latest.day)})
     # Each day's materialization carries its own verdict, figures and report (in a multi-day run too).
-    for day, text in zip(reports, markdowns, strict=True):
-        metadata = {**_day_metadata(reports[day], figures[day], text), "delta_version": commit.version}
+    for verdict, text in zip(verdicts, markdowns, strict=True):
+        day = verdict.day.isoformat()
+        metadata = {**_day_metadata(verdict, figures[day], text), "delta_version": commit.version}
         context.add_asset_metadata(metadata, partition_key=day)
     return dg.MaterializeResult()
 
 
-def _day_metadata(verdict: dict, figures: dict[str, float | int], markdown: str) -> dict:
+def _day_metadata(verdict: DayVerdict, figures: dict[str, float | int], markdown: str) -> dict:
     """One day's materialization: the report first (what users read), then the figures Dagster plots."""
     return {
         "report": dg.MetadataValue.md(markdown),
-        "action": verdict["action"],
+        "action": str(verdict.action),
         **figures,
-        VERDICT: dg.MetadataValue.json(verdict),
+        VERDICT: dg.MetadataValue.json(verdict.to_metadata()),
     }
 
 
-def drift_verdicts(records: Sequence[dg.EventLogRecord]) -> dict[str, dict]:
+def drift_verdicts(records: Sequence[dg.EventLogRecord]) -> dict[str, DayVerdict]:
     """Each day's verdict from drift_report materializations (oldest first, so the latest per day wins)."""
-    verdicts: dict[str, dict] = {}
+    verdicts: dict[str, DayVerdict] = {}
     for record in records:
         materialization = record.asset_materialization
         if materialization is not None and VERDICT in materialization.metadata:
-            verdicts[materialization.partition] = materialization.metadata[VERDICT].value
+            value = materialization.metadata[VERDICT].value
+            verdicts[materialization.partition] = DayVerdict.from_metadata(value, materialization.partition)
     return verdicts
-
-
-def _level_of(reports: dict) -> Level:
-    levels = [Level(r["data_drift_level"]) for r in reports.values()]
-    if Level.SIGNIFICANT in levels or any(r["critical_columns"] for r in reports.values()):
-        return Level.SIGNIFICANT
-    return Level.MODERATE if Level.MODERATE in levels else Level.NONE
 
 
 @dg.asset_check(
@@ -342,21 +314,17 @@ def _level_of(reports: dict) -> Level:
 def drift_severity(
     context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource
 ) -> dg.AssetCheckResult:
-    rows = read_run_partitions(context, lakehouse, DRIFT_REPORTS).collect()
-    reports = {
-        str(r["_partition_date"]): {
-            "data_drift_level": r["data_drift_level"],
-            "critical_columns": r["critical_columns"],
-        }
-        for r in rows
-    }
-    level = _level_of(reports)
+    verdicts = [
+        DayVerdict.from_row(r) for r in read_run_partitions(context, lakehouse, DRIFT_REPORTS).collect()
+    ]
+    # The reports' own levels, never re-graded here: the check says what the report it checks says.
+    level = overall_level(verdicts)
     return dg.AssetCheckResult(
         passed=level == Level.NONE,
         severity=dg.AssetCheckSeverity.ERROR if level == Level.SIGNIFICANT else dg.AssetCheckSeverity.WARN,
         metadata={
             "level": str(level),
-            "critical_columns": sorted({c for r in rows for c in r["critical_columns"]}),
+            "critical_columns": sorted({c for v in verdicts for c in v.critical_columns}),
         },
     )
 
@@ -390,7 +358,7 @@ class RetrainGuardrails(dg.ConfigurableResource):
 
 
 def decide_retrains(
-    reports: list[tuple[str, dict]],
+    reports: list[tuple[str, DayVerdict]],
     recent_runs: list[dg.DagsterRun],
     window_runs: list[dg.DagsterRun],
     guardrails: RetrainGuardrails,
@@ -409,15 +377,15 @@ def decide_retrains(
     last_training_data = window_runs[0].tags.get(TRAINING_DATA_TAG) if window_runs else None
     launched_for = None
     for day, report in sorted(reports, reverse=True):
-        key = f"drift-{day}-{report['data_version']}"
-        action = report["action"]
-        if action not in RETRAIN_ACTIONS:
+        key = f"drift-{day}-{report.data_version}"
+        action = str(report.action)
+        if not report.recommends_retrain:
             decisions.append(f"{day}: {action} -> no retrain needed")
         elif launched_for is not None:
             decisions.append(
                 f"{day}: {action} -> covered by the retrain launched for {launched_for} in this tick"
             )
-        elif report["data_version"] in seen_versions:
+        elif report.data_version in seen_versions:
             decisions.append(f"{day}: {action} -> skipped: this report already launched a retrain ({key})")
         elif training_data_version is not None and training_data_version == last_training_data:
             decisions.append(
@@ -436,7 +404,7 @@ def decide_retrains(
         else:
             tags = {
                 PARTITION_TAG: day,
-                DATA_VERSION_TAG: report["data_version"],
+                DATA_VERSION_TAG: report.data_version,
                 "mlops/drift_action": action,
             }
             if training_data_version is not None:

@@ -187,6 +187,13 @@ class DatasetSummary:
         }
 
 
+# The model's score is a key column of every drift report: prediction drift is the most direct signal that the
+# model now sees something else, so the score going critical makes the day's data drift significant on its
+# own, whatever the other columns do.
+SCORE_COLUMN = "score"
+KEY_COLUMNS = (SCORE_COLUMN,)
+
+
 def dataset_level(
     n_columns: int,
     n_drifted: int,

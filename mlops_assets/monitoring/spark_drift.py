@@ -33,7 +33,15 @@ import numpy as np
 
 from mlops_assets.monitoring.drift_stats import CurrentCounts, DriftResult, compute_drift
 from mlops_assets.monitoring.profile import ColumnProfile, NumericalProfile, ReferenceProfile, finite_or_none
-from mlops_assets.monitoring.severity import DatasetSummary, DriftThresholds, summarize_dataset
+from mlops_assets.monitoring.severity import (
+    KEY_COLUMNS,
+    DatasetSummary,
+    DriftReport,
+    DriftThresholds,
+    PerformanceThresholds,
+    build_report,
+    summarize_dataset,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -248,3 +256,17 @@ def compute_drift_spark(
     results = {name: compute_drift(col, counts[name]) for name, col in profile.columns.items()}
     summary = summarize_dataset(results.values(), thresholds or DriftThresholds(), key_columns=key_columns)
     return SparkDriftOutcome(results=results, summary=summary)
+
+
+def day_report_spark(
+    profile: ReferenceProfile,
+    df: DataFrame,
+    thresholds: DriftThresholds,
+    performance_thresholds: PerformanceThresholds,
+    baseline_roc_auc: float | None,
+    current_roc_auc: float | None,
+) -> DriftReport:
+    """One day's drift report as the ``drift_report`` asset grades it: the model score is a key column
+    (``KEY_COLUMNS``), so its going critical alone makes the day's data drift significant."""
+    outcome = compute_drift_spark(profile, df, thresholds, key_columns=KEY_COLUMNS)
+    return build_report(outcome.summary, baseline_roc_auc, current_roc_auc, "roc_auc", performance_thresholds)
