@@ -52,7 +52,9 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
         "lakehouse": LakehouseResource(root=settings.lakehouse_root, catalog=settings.catalog, spark=spark),
         "source": SyntheticSourceResource(),
         "quality": QualityThresholds(),
-        "feature_set": FeatureSetResource(),
+        "feature_set": FeatureSetResource(contract_path=settings.feature_contract)
+        if settings.feature_contract
+        else FeatureSetResource(),
         "mlflow_tracking": MlflowTrackingResource(
             tracking_uri=settings.mlflow_tracking_uri, ui_url=settings.mlflow_ui_url
         ),

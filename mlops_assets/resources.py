@@ -111,7 +111,6 @@ class QualityThresholds(dg.ConfigurableResource):
 
     quarantine_warn_rate: float = Field(default=0.03, ge=0, le=1)
     quarantine_error_rate: float = Field(default=0.15, ge=0, le=1)
-    freshness_deadline_cron: str = "0 9 * * *"
 
     @model_validator(mode="after")
     def _warn_before_error(self) -> "QualityThresholds":

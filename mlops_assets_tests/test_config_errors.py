@@ -20,7 +20,7 @@ from mlops_assets.resources import (
     SyntheticSourceResource,
     TrainingConfig,
 )
-from mlops_assets.settings import load_settings
+from mlops_assets.settings import SettingsError, load_settings
 
 CONTRACT = yaml.safe_load(DEFAULT_CONTRACT.read_text())
 A_FILE = os.path.abspath(__file__)
@@ -118,6 +118,16 @@ CASES: list[tuple[str, Callable[[], object], list[str]]] = [
         ["LAKEHOUSE_ROOT", "not a directory"],
     ),
     ("LAKEHOUSE_ROOT on /proc", settings(LAKEHOUSE_ROOT="/proc/lake"), ["LAKEHOUSE_ROOT", "not writable"]),
+    (
+        "FEATURE_CONTRACT that is not there",
+        settings(FEATURE_CONTRACT="/nonexistent/contract.yaml"),
+        ["FEATURE_CONTRACT", "/nonexistent/contract.yaml", "not a file"],
+    ),
+    (
+        "FEATURE_CONTRACT that is not a contract",
+        settings(FEATURE_CONTRACT=A_FILE),
+        ["FEATURE_CONTRACT", "not a valid feature-set contract"],
+    ),
 ]
 
 
@@ -142,6 +152,24 @@ def test_the_defaults_are_within_their_bounds(tmp_path) -> None:
         resource()
     assert load_settings({"LAKEHOUSE_ROOT": str(tmp_path / "not" / "yet" / "there")}).lakehouse_root
     assert not (tmp_path / "not").exists()  # validated, not created
+
+
+def test_feature_contract_names_the_contract_the_feature_set_resource_uses(tmp_path) -> None:
+    from mlops_assets.environment import build_resources
+
+    mine = tmp_path / "my_contract.yaml"
+    mine.write_text(yaml.safe_dump({**CONTRACT, "name": "my_features"}))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [unclosed\n")
+    root = {"LAKEHOUSE_ROOT": str(tmp_path / "lake")}
+    chosen = load_settings({**root, "FEATURE_CONTRACT": str(mine)})
+    assert chosen.feature_contract == str(mine)
+    assert build_resources(chosen)["feature_set"].contract().name == "my_features"
+    # Unset: the built-in contract.
+    default = build_resources(load_settings(root))["feature_set"]
+    assert default.contract_path == str(DEFAULT_CONTRACT) and default.contract().name == "churn_features"
+    with pytest.raises(SettingsError, match=r"FEATURE_CONTRACT=.*broken\.yaml.*not a valid"):
+        load_settings({**root, "FEATURE_CONTRACT": str(broken)})
 
 
 def test_zero_trials_fail_the_run_before_any_step_with_the_field_named() -> None:

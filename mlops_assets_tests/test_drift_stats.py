@@ -122,14 +122,6 @@ def test_chi_square_matches_scipy_contingency() -> None:
     assert p_value == pytest.approx(expected.pvalue)
 
 
-@pytest.mark.parametrize(
-    ("x", "dof"), [(0.5, 1), (3.84, 1), (10.0, 3), (25.0, 20), (100.0, 20), (1.0, 40), (300.0, 5)]
-)
-def test_own_chi2_survival_function_matches_scipy(x: float, dof: int) -> None:
-    stats = pytest.importorskip("scipy.stats")
-    assert ds._gamma_q(dof / 2, x / 2) == pytest.approx(stats.chi2.sf(x, dof), rel=1e-9, abs=1e-300)
-
-
 # --- profile ------------------------------------------------------------------------------------------------
 
 

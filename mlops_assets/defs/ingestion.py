@@ -12,11 +12,11 @@ from mlops_assets.lakehouse.tables import TableRef
 from mlops_assets.partitions import daily_partitions, single_run_backfill
 from mlops_assets.resources import LakehouseResource, SyntheticSourceResource
 
-LANDING_FILES = dg.AssetKey(["landing", "daily_files"])
+LANDING_KEY = dg.AssetKey(["landing", "daily_files"])
 
 
 @dg.asset(
-    key=LANDING_FILES,
+    key=LANDING_KEY,
     group_name=groups.LANDING,
     partitions_def=daily_partitions,
     backfill_policy=single_run_backfill,
@@ -48,7 +48,7 @@ def build_bronze_asset(spec: EntitySpec) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=ref.asset_key_path,
-        deps=[LANDING_FILES],
+        deps=[LANDING_KEY],
         group_name=groups.BRONZE,
         partitions_def=daily_partitions,
         backfill_policy=single_run_backfill,

@@ -7,7 +7,7 @@ import pandas as pd
 from pyspark.sql import functions as F
 
 from mlops_assets.defs import groups
-from mlops_assets.defs.common import OWNER, code_version
+from mlops_assets.defs.common import OWNER, git_revision
 from mlops_assets.lakehouse.features import (
     FEATURES_TABLE,
     LABEL_HORIZON_DAYS,
@@ -169,7 +169,7 @@ def churn_model(
                 "feature_set": contract.name,
                 "feature_set_fingerprint": contract.fingerprint(),
                 "dataset_fingerprint": dataset_fingerprint,
-                "code_version": code_version(),
+                "code_version": git_revision(),
             }
         )
 
@@ -205,7 +205,7 @@ def churn_model(
                 "feature_set": f"{contract.name} v{contract.version}",
                 "feature_set_fingerprint": contract.fingerprint(),
                 "dataset_fingerprint": dataset_fingerprint,
-                "code_version": code_version(),
+                "code_version": git_revision(),
                 "seed": str(config.seed),
             },
         )

@@ -21,22 +21,6 @@ LABEL = "churned_30d"
 LABEL_HORIZON_DAYS = 30
 USAGE_WINDOW_DAYS = 28
 BILLING_WINDOW_DAYS = 60
-NUMERICAL_FEATURES = (
-    "tenure_days",
-    "age",
-    "monthly_fee",
-    "minutes_7d",
-    "minutes_28d",
-    "sessions_7d",
-    "sessions_28d",
-    "active_days_28d",
-    "tickets_28d",
-    "usage_trend",
-    "days_since_last_use",
-    "payment_failures_60d",
-    "refunds_60d",
-)
-CATEGORICAL_FEATURES = ("plan", "region", "acquisition_channel", "main_device")
 
 
 def as_of_frame(spark: SparkSession, as_of_dates: Sequence[date]) -> DataFrame:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
@@ -330,7 +330,6 @@ class DriftReport:
     metric_name: str = "metric"
     baseline_metric: float | None = None
     current_metric: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -341,7 +340,6 @@ class DriftReport:
             "baseline_metric": self.baseline_metric,
             "current_metric": self.current_metric,
             "summary": self.summary.to_dict(),
-            **({"extra": self.extra} if self.extra else {}),
         }
 
     def figures(self) -> dict[str, float | int]:
