@@ -1,9 +1,18 @@
 """The code location: every lifecycle stage's assets, checks, schedules and sensors, bound to the
 resources of the environment chosen in ``mlops_assets.settings``."""
 
+import warnings
+
 import dagster as dg
 
-from mlops_assets.defs import (
+# Deliberate choices that Dagster flags: single-run backfills (beta), partitioned asset checks (preview),
+# and freshness *checks* (superseded by FreshnessPolicy, which cannot fail a check or gate a run). Silenced
+# here, where the code location is built, before the defs modules (whose decorators raise them) are imported.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+warnings.filterwarnings("ignore", category=dg.SupersessionWarning)
+
+from mlops_assets.defs import (  # noqa: E402 (after the filters, on purpose)
     alerts,
     automation,
     evaluation,
@@ -16,7 +25,7 @@ from mlops_assets.defs import (
     silver,
     training,
 )
-from mlops_assets.environment import build_resources
+from mlops_assets.environment import build_resources  # noqa: E402
 
 
 def build_defs(resources: dict[str, object] | None = None) -> dg.Definitions:

@@ -45,10 +45,6 @@ class Settings:
         overrides = {"cooldown_hours": self.retrain_cooldown_hours, "max_retrains": self.max_retrains}
         return {field: value for field, value in overrides.items() if value is not None}
 
-    def subprocess_environ(self) -> dict[str, str]:
-        """The variables a subprocess (dbt) needs to see the same lakehouse."""
-        return {"LAKEHOUSE_ROOT": self.lakehouse_root, "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri}
-
 
 # Upper bounds that keep every date computation finite: a cooldown longer than a year, or thousands of
 # retrains a week, is a typo, and `timedelta(hours=inf)` fails every sensor tick with OverflowError.

@@ -1,6 +1,7 @@
 """End to end: the foundation graph on a small temporary lakehouse, through the real Spark, Delta and dbt."""
 
 import json
+import os
 from datetime import timedelta
 
 import dagster as dg
@@ -12,6 +13,8 @@ from mlops_assets.lakehouse.ingest import LandingSchemaError
 from mlops_assets.lakehouse.tables import TableRef
 from mlops_assets_tests.conftest import TEST_DAYS, TEST_END, TEST_START
 
+# Taken at collection, before any test of the session runs a step.
+ENVIRON_AT_COLLECTION = dict(os.environ)
 GOLD_MODELS = ("customer_history", "dim_customers", "fct_usage_daily", "fct_billing_events")
 
 
@@ -68,6 +71,14 @@ def test_quality_checks_ran_and_passed(foundation_run):
     reconciled = [e for e in evaluations if e.check_name == "reconciles_with_bronze"]
     assert all(e.metadata["unaccounted_rows"].value == 0 for e in reconciled)
     assert any(e.metadata["duplicates_removed"].value > 0 for e in reconciled)
+
+
+def test_gold_leaves_the_process_environment_alone(foundation_run):
+    """dbt gets the lakehouse root and the Delta package as ``--vars`` of its own call: no step writes
+    ``os.environ`` (the gold step used to set both variables for every later step of the process)."""
+    assert foundation_run.success
+    for name in ("LAKEHOUSE_ROOT", "MLOPS_DELTA_PACKAGE"):
+        assert os.environ.get(name) == ENVIRON_AT_COLLECTION.get(name), name
 
 
 def test_dbt_models_and_tests_surface_as_assets_and_checks(foundation_run):

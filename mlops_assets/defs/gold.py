@@ -1,6 +1,6 @@
 """Gold: dbt models over silver, loaded as assets through dagster-dbt; dbt tests become asset checks."""
 
-import os
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -64,13 +64,17 @@ translator = LakehouseDbtTranslator(settings=DagsterDbtTranslatorSettings(enable
 )
 def gold_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, lakehouse: LakehouseResource):
     """Build (run + test) the gold models over all of silver. dbt runs as a subprocess with its own JVM."""
-    # The dbt subprocess reads the lakehouse root and Delta jar from its environment.
-    os.environ["LAKEHOUSE_ROOT"] = lakehouse.root
-    os.environ["MLOPS_DELTA_PACKAGE"] = delta_package()
-    invocation = dbt.cli(["build"], context=context, raise_on_error=False)
+    invocation = dbt.cli(["build", "--vars", dbt_vars(lakehouse.root)], context=context, raise_on_error=False)
     yield from invocation.stream()
     if not invocation.is_successful():
         raise dbt_failure(invocation.process.returncode)
+
+
+def dbt_vars(lakehouse_root: str) -> str:
+    """What this dbt call needs to know, as its ``--vars``: where the lakehouse is and which Delta jar its
+    Spark session loads. Passed to the one call, never through the process' environment (which every other
+    step and thread of the run shares)."""
+    return json.dumps({"lakehouse_root": lakehouse_root, "delta_package": delta_package()})
 
 
 def dbt_failure(returncode: int) -> dg.Failure:
