@@ -78,25 +78,13 @@ def _summary() -> None:
     from mlflow import MlflowClient
 
     from mlops_assets.environment import build_resources
-    from mlops_assets.lakehouse.entities import ENTITIES
-    from mlops_assets.lakehouse.tables import TableRef
+    from mlops_assets.lakehouse.catalog import LIFECYCLE_TABLES
     from mlops_assets.ml.mlflow_model import CHAMPION, alias_version
 
     resources = build_resources()
     lakehouse, tracking = resources["lakehouse"], resources["mlflow_tracking"]
     delta = lakehouse.delta()
-    refs = [TableRef(layer, name) for layer in ("bronze", "silver", "quarantine") for name in ENTITIES]
-    refs += [
-        TableRef("gold", n)
-        for n in ("customer_history", "dim_customers", "fct_usage_daily", "fct_billing_events")
-    ]
-    refs += [
-        TableRef("features", "churn_features"),
-        TableRef("ml", "training_set"),
-        TableRef("ml", "predictions"),
-    ]
-    refs += [TableRef("ml", "promotion_audit"), TableRef("monitoring", "reference_profiles")]
-    refs += [TableRef("monitoring", "drift_reports")]
+    refs = LIFECYCLE_TABLES
     print(f"[demo] Delta tables under {lakehouse.root}:")
     for ref in (r for r in refs if delta.exists(r)):
         print(f"[demo]   {ref!s:32} rows={delta.read(ref).count():>9,}  version={delta.version(ref)}")
@@ -215,11 +203,11 @@ class _Daemon:
 
 
 def _last_promotion_decision() -> str:
-    from mlops_assets.defs.evaluation import AUDIT
     from mlops_assets.environment import build_resources
+    from mlops_assets.lakehouse.catalog import PROMOTION_AUDIT
 
     delta = build_resources()["lakehouse"].delta()
-    row = delta.read(AUDIT).orderBy("decided_at", ascending=False).first()
+    row = delta.read(PROMOTION_AUDIT).orderBy("decided_at", ascending=False).first()
     reasons = "; ".join(row["reasons"][:3]) or "-"
     return f"{row['decision']} v{row['from_version']} -> v{row['to_version']} ({reasons})"
 

@@ -9,13 +9,14 @@ from collections.abc import Callable
 import pytest
 import yaml
 
-from mlops_assets.defs.evaluation import PromotionPolicyConfig
-from mlops_assets.defs.monitoring import MonitoringConfig, RetrainGuardrails
 from mlops_assets.ml.contract import FeatureSetContract
 from mlops_assets.resources import (
     DEFAULT_CONTRACT,
     LakehouseResource,
+    MonitoringResource,
+    PromotionPolicyResource,
     QualityThresholds,
+    RetrainGuardrails,
     SparkResource,
     SyntheticSourceResource,
     TrainingConfig,
@@ -37,33 +38,45 @@ def settings(**environ: str) -> Callable[[], object]:
 CASES: list[tuple[str, Callable[[], object], list[str]]] = [
     ("bad scenario name", lambda: SyntheticSourceResource(scenario="tsunami"), ["scenario", "tsunami"]),
     ("bad drift_start", lambda: SyntheticSourceResource(drift_start="May 1st"), ["drift_start"]),
-    ("margin of 5", lambda: PromotionPolicyConfig(non_inferiority_margin=5), ["non_inferiority_margin"]),
+    ("margin of 5", lambda: PromotionPolicyResource(non_inferiority_margin=5), ["non_inferiority_margin"]),
     (
         "negative margin",
-        lambda: PromotionPolicyConfig(non_inferiority_margin=-0.1),
+        lambda: PromotionPolicyResource(non_inferiority_margin=-0.1),
         ["non_inferiority_margin"],
     ),
-    ("negative max_ece", lambda: PromotionPolicyConfig(max_ece=-1), ["max_ece"]),
-    ("negative lift", lambda: PromotionPolicyConfig(min_lift_over_baseline=-0.2), ["min_lift_over_baseline"]),
+    ("negative max_ece", lambda: PromotionPolicyResource(max_ece=-1), ["max_ece"]),
+    (
+        "negative lift",
+        lambda: PromotionPolicyResource(min_lift_over_baseline=-0.2),
+        ["min_lift_over_baseline"],
+    ),
     (
         "parity ratio > 1",
-        lambda: PromotionPolicyConfig(min_demographic_parity_ratio=1.5),
+        lambda: PromotionPolicyResource(min_demographic_parity_ratio=1.5),
         ["min_demographic"],
     ),
-    ("opportunity < 0", lambda: PromotionPolicyConfig(max_equal_opportunity_difference=-0.1), ["max_equal"]),
-    ("negative psi_warn", lambda: MonitoringConfig(psi_warn=-0.5), ["psi_warn"]),
-    ("psi warn above critical", lambda: MonitoringConfig(psi_warn=0.3), ["psi_warn", "psi_critical"]),
+    (
+        "opportunity < 0",
+        lambda: PromotionPolicyResource(max_equal_opportunity_difference=-0.1),
+        ["max_equal"],
+    ),
+    ("negative psi_warn", lambda: MonitoringResource(psi_warn=-0.5), ["psi_warn"]),
+    ("psi warn above critical", lambda: MonitoringResource(psi_warn=0.3), ["psi_warn", "psi_critical"]),
     (
         "null-rate warn above critical",
-        lambda: MonitoringConfig(null_rate_change_warn=0.5),
+        lambda: MonitoringResource(null_rate_change_warn=0.5),
         ["null_rate_change_warn", "null_rate_change_critical"],
     ),
     (
         "moderate drop above significant",
-        lambda: MonitoringConfig(performance_moderate_drop=0.1),
+        lambda: MonitoringResource(performance_moderate_drop=0.1),
         ["performance_moderate_drop", "performance_significant_drop"],
     ),
-    ("negative performance drop", lambda: MonitoringConfig(performance_moderate_drop=-0.03), ["performance"]),
+    (
+        "negative performance drop",
+        lambda: MonitoringResource(performance_moderate_drop=-0.03),
+        ["performance"],
+    ),
     ("infinite cooldown", lambda: RetrainGuardrails(cooldown_hours=float("inf")), ["cooldown_hours"]),
     (
         "negative quarantine rate",
@@ -143,8 +156,8 @@ def test_a_configuration_error_names_the_field(
 
 def test_the_defaults_are_within_their_bounds(tmp_path) -> None:
     for resource in (
-        PromotionPolicyConfig,
-        MonitoringConfig,
+        PromotionPolicyResource,
+        MonitoringResource,
         RetrainGuardrails,
         QualityThresholds,
         TrainingConfig,

@@ -17,11 +17,7 @@ from mlops_assets.defs import groups
 from mlops_assets.defs.common import IDEMPOTENT_RETRY, OWNER
 from mlops_assets.lakehouse.spark import delta_package
 from mlops_assets.partitions import daily_partitions, single_run_backfill
-from mlops_assets.resources import LakehouseResource
-from mlops_assets.settings import DBT_PROJECT_DIR
-
-dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
-dbt_project.prepare_if_dev()  # `dagster dev` re-parses the project; elsewhere `make` builds the manifest
+from mlops_assets.resources import LakehouseResource, dbt_project
 
 # Only one dbt step at a time may hold dbt's Derby metastore (see dbt_project/profiles.yml).
 DBT_POOL = "dbt"

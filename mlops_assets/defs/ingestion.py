@@ -6,9 +6,9 @@ import dagster as dg
 
 from mlops_assets.defs import groups
 from mlops_assets.defs.common import IDEMPOTENT_RETRY, OWNER, delta_metadata, partition_days
+from mlops_assets.lakehouse.catalog import BRONZE
 from mlops_assets.lakehouse.entities import ENTITIES, EntitySpec
 from mlops_assets.lakehouse.ingest import LandingFileError, LandingSchemaError, landing_files, to_bronze
-from mlops_assets.lakehouse.tables import TableRef
 from mlops_assets.partitions import daily_partitions, single_run_backfill
 from mlops_assets.resources import LakehouseResource, SyntheticSourceResource
 
@@ -44,7 +44,7 @@ def landing_daily_files(
 
 
 def build_bronze_asset(spec: EntitySpec) -> dg.AssetsDefinition:
-    ref = TableRef("bronze", spec.name)
+    ref = BRONZE[spec.name]
 
     @dg.asset(
         key=ref.asset_key_path,

@@ -9,33 +9,33 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 import mlflow
 from mlflow import MlflowClient
-from pydantic import Field, model_validator
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from mlops_assets.defs import groups
 from mlops_assets.defs.common import OWNER, max_runtime, partition_days, png_markdown, read_run_partitions
-from mlops_assets.defs.scoring import PREDICTIONS
-from mlops_assets.defs.training import BILLING, SPLIT, read_training_set
-from mlops_assets.lakehouse.features import FEATURES_TABLE, LABEL_HORIZON_DAYS, churn_labels
-from mlops_assets.lakehouse.tables import TableRef
+from mlops_assets.defs.training import SPLIT, read_training_set
+from mlops_assets.lakehouse.catalog import BILLING, DRIFT_REPORTS, FEATURES, PREDICTIONS, REFERENCE_PROFILES
+from mlops_assets.lakehouse.features import LABEL_HORIZON_DAYS, churn_labels
 from mlops_assets.ml.mlflow_model import CHAMPION, load_churn_model, require_alias
 from mlops_assets.monitoring.profile import ReferenceProfile, build_profile_pandas
 from mlops_assets.monitoring.severity import (
     SCORE_COLUMN,
-    DriftThresholds,
     Level,
-    PerformanceThresholds,
     histogram_png,
     render_markdown,
 )
 from mlops_assets.monitoring.spark_drift import day_report_spark
 from mlops_assets.monitoring.verdict import ROW_SCHEMA, DayVerdict, overall_level
 from mlops_assets.partitions import daily_partitions, single_run_backfill
-from mlops_assets.resources import FeatureSetResource, LakehouseResource, MlflowTrackingResource
+from mlops_assets.resources import (
+    FeatureSetResource,
+    LakehouseResource,
+    MlflowTrackingResource,
+    MonitoringResource,
+    RetrainGuardrails,
+)
 
-PROFILES = TableRef("monitoring", "reference_profiles")
-DRIFT_REPORTS = TableRef("monitoring", "drift_reports")
 REFERENCE_PROFILE_KEY = dg.AssetKey(["monitoring", "reference_profile"])
 DRIFT_REPORT_KEY = dg.AssetKey(["monitoring", "drift_report"])
 SCORE = SCORE_COLUMN
@@ -45,58 +45,12 @@ HISTOGRAMS = 3
 VERDICT = "verdict"
 
 
-class MonitoringConfig(dg.ConfigurableResource):
-    """Drift thresholds (PSI 0.1 warn / 0.25 critical by default) and performance-drop margins."""
-
-    psi_warn: float = Field(default=0.1, gt=0, le=10)
-    psi_critical: float = Field(default=0.25, gt=0, le=10)
-    null_rate_change_warn: float = Field(default=0.02, gt=0, le=1)
-    null_rate_change_critical: float = Field(default=0.10, gt=0, le=1)
-    performance_moderate_drop: float = Field(
-        default=0.03, gt=0, le=0.5, description="ROC-AUC points below the baseline"
-    )
-    performance_significant_drop: float = Field(default=0.08, gt=0, le=0.5)
-    # Columns that move with the calendar by construction (every customer's tenure grows a day a day):
-    # their drift is expected, not a signal, so they are not monitored.
-    exclude_columns: list[str] = Field(default_factory=lambda: ["tenure_days"])
-
-    @model_validator(mode="after")
-    def _warn_below_critical(self) -> "MonitoringConfig":
-        pairs = (
-            ("psi_warn", "psi_critical"),
-            ("null_rate_change_warn", "null_rate_change_critical"),
-            ("performance_moderate_drop", "performance_significant_drop"),
-        )
-        problems = [
-            f"{low} ({getattr(self, low)}) must not exceed {high} ({getattr(self, high)})"
-            for low, high in pairs
-            if getattr(self, low) > getattr(self, high)
-        ]
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
-
-    def drift_thresholds(self) -> DriftThresholds:
-        return DriftThresholds(
-            psi_warn=self.psi_warn,
-            psi_critical=self.psi_critical,
-            null_rate_change_warn=self.null_rate_change_warn,
-            null_rate_change_critical=self.null_rate_change_critical,
-        )
-
-    def performance_thresholds(self) -> PerformanceThresholds:
-        return PerformanceThresholds(
-            moderate_margin=self.performance_moderate_drop,
-            significant_margin=self.performance_significant_drop,
-        )
-
-
 def _profile_row(lakehouse: LakehouseResource, model_name: str, version: str):
     delta = lakehouse.delta()
-    if not delta.exists(PROFILES):
+    if not delta.exists(REFERENCE_PROFILES):
         return None
     return (
-        delta.read(PROFILES)
+        delta.read(REFERENCE_PROFILES)
         .where((F.col("model_name") == model_name) & (F.col("model_version") == version))
         .select("profile_json")
         .first()
@@ -118,7 +72,7 @@ def reference_profile(
     lakehouse: LakehouseResource,
     feature_set: FeatureSetResource,
     mlflow_tracking: MlflowTrackingResource,
-    monitoring: MonitoringConfig,
+    monitoring: MonitoringResource,
 ) -> dg.MaterializeResult:
     name = mlflow_tracking.model_name
     version = require_alias(name, CHAMPION, "reference_profile")
@@ -141,7 +95,7 @@ def reference_profile(
             delta.spark.createDataFrame(
                 row, "model_name string, model_version string, profile_json string, created_at timestamp"
             ),
-            PROFILES,
+            REFERENCE_PROFILES,
         )
         run_id = MlflowClient().get_model_version(name, version).run_id
         MlflowClient().log_text(run_id, profile_json, "monitoring/reference_profile.json")
@@ -203,7 +157,7 @@ def drift_report(
     lakehouse: LakehouseResource,
     feature_set: FeatureSetResource,
     mlflow_tracking: MlflowTrackingResource,
-    monitoring: MonitoringConfig,
+    monitoring: MonitoringResource,
 ) -> dg.MaterializeResult:
     name = mlflow_tracking.model_name
     contract = feature_set.contract()
@@ -346,15 +300,7 @@ retrain_job = dg.define_asset_job(
 DATA_VERSION_TAG = "mlops/data_version"
 PARTITION_TAG = "mlops/drift_partition"
 TRAINING_DATA_TAG = "mlops/training_data_version"
-FEATURES_KEY = dg.AssetKey(FEATURES_TABLE.asset_key_path)
-
-
-class RetrainGuardrails(dg.ConfigurableResource):
-    """Limits on drift-triggered retraining."""
-
-    cooldown_hours: float = Field(default=6, ge=0, le=24 * 366)  # finite: timedelta(hours=inf) overflows
-    max_retrains: int = Field(default=3, ge=1, le=1000)
-    window_days: int = Field(default=7, ge=1, le=366)
+FEATURES_KEY = dg.AssetKey(FEATURES.asset_key_path)
 
 
 def decide_retrains(

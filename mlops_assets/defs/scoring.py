@@ -9,16 +9,14 @@ from pyspark.sql import functions as F
 
 from mlops_assets.defs import groups
 from mlops_assets.defs.common import IDEMPOTENT_RETRY, OWNER, delta_metadata, partition_days
-from mlops_assets.lakehouse.features import FEATURES_TABLE
-from mlops_assets.lakehouse.tables import TableRef
+from mlops_assets.lakehouse.catalog import FEATURES, PREDICTIONS
 from mlops_assets.ml.mlflow_model import CHALLENGER, CHAMPION, alias_version, load_churn_model, require_alias
 from mlops_assets.ml.training import ChurnModel
 from mlops_assets.partitions import daily_partitions, single_run_backfill
 from mlops_assets.resources import FeatureSetResource, LakehouseResource, MlflowTrackingResource
 
-PREDICTIONS = TableRef("ml", "predictions")
 PREDICTIONS_KEY = dg.AssetKey(PREDICTIONS.asset_key_path)
-FEATURES_KEY = dg.AssetKey(FEATURES_TABLE.asset_key_path)
+FEATURES_KEY = dg.AssetKey(FEATURES.asset_key_path)
 PREDICTION_SCHEMA = (
     "entity string, as_of date, score double, predicted_label int, model_name string, model_version string, "
     "shadow_score double, shadow_model_version string"

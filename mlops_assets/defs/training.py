@@ -8,12 +8,8 @@ from pyspark.sql import functions as F
 
 from mlops_assets.defs import groups
 from mlops_assets.defs.common import OWNER, git_revision
-from mlops_assets.lakehouse.features import (
-    FEATURES_TABLE,
-    LABEL_HORIZON_DAYS,
-    churn_labels,
-)
-from mlops_assets.lakehouse.tables import TableRef
+from mlops_assets.lakehouse.catalog import BILLING, FEATURES, TRAINING_SET
+from mlops_assets.lakehouse.features import LABEL_HORIZON_DAYS, churn_labels
 from mlops_assets.ml.leakage import SUSPICIOUS_AUC, single_feature_auc, suspicious_features
 from mlops_assets.ml.mlflow_model import CHALLENGER, log_and_register, set_alias
 from mlops_assets.ml.training import (
@@ -30,8 +26,6 @@ from mlops_assets.resources import (
     TrainingConfig,
 )
 
-TRAINING_SET = TableRef("ml", "training_set")
-BILLING = TableRef("gold", "fct_billing_events")
 SPLIT = "split"
 
 
@@ -42,7 +36,7 @@ def read_training_set(lakehouse: LakehouseResource) -> pd.DataFrame:
 
 @dg.asset(
     key=TRAINING_SET.asset_key_path,
-    deps=[dg.AssetKey(FEATURES_TABLE.asset_key_path), dg.AssetKey(BILLING.asset_key_path)],
+    deps=[dg.AssetKey(FEATURES.asset_key_path), dg.AssetKey(BILLING.asset_key_path)],
     group_name=groups.TRAINING,
     kinds={"spark", "delta"},
     owners=[OWNER],

@@ -14,9 +14,6 @@ from datetime import date
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from mlops_assets.lakehouse.tables import TableRef
-
-FEATURES_TABLE = TableRef("features", "churn_features")
 LABEL = "churned_30d"
 LABEL_HORIZON_DAYS = 30
 USAGE_WINDOW_DAYS = 28
