@@ -27,6 +27,7 @@ from mlops_assets.monitoring.profile import (
     numerical_bin_index,
     quantile_edges,
 )
+from mlops_assets.monitoring.render import histogram_png, render_markdown
 from mlops_assets.monitoring.severity import (
     ACTION_MATRIX,
     Action,
@@ -37,10 +38,8 @@ from mlops_assets.monitoring.severity import (
     assess_column,
     build_report,
     dataset_level,
-    histogram_png,
     performance_drop_level,
     recommend_action,
-    render_markdown,
     summarize_dataset,
 )
 

@@ -14,7 +14,6 @@ from mlops_assets.defs.monitoring import (
     FEATURES_KEY,
     TRAINING_DATA_TAG,
     VERDICT,
-    binned_auc,
     drift_retraining_sensor,
     labelled_drift_schedule,
     retrain_job,
@@ -22,6 +21,7 @@ from mlops_assets.defs.monitoring import (
 from mlops_assets.monitoring.drift_stats import dataset_drift_numpy
 from mlops_assets.monitoring.profile import build_profile_pandas
 from mlops_assets.monitoring.severity import Action, Level, summarize_dataset
+from mlops_assets.monitoring.spark_drift import binned_auc
 from mlops_assets.monitoring.verdict import DayVerdict
 from mlops_assets.resources import RetrainGuardrails
 from mlops_assets.synthetic.source import SCENARIOS, DirtConfig, SourceConfig, SyntheticSource

@@ -3,19 +3,16 @@ rendered in the UI and logged to MLflow with a model card; and the blocking prom
 
 import json
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 import mlflow
 from mlflow import MlflowClient
-from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from mlops_assets.defs import groups
 from mlops_assets.defs.common import OWNER, png_markdown
 from mlops_assets.defs.training import SPLIT, read_training_set
-from mlops_assets.lakehouse.catalog import PROMOTION_AUDIT
+from mlops_assets.ml.audit import append_audit
 from mlops_assets.ml.evaluation import evaluate, model_card
 from mlops_assets.ml.mlflow_model import (
     CHALLENGER,
@@ -26,7 +23,7 @@ from mlops_assets.ml.mlflow_model import (
     validate_artifact,
 )
 from mlops_assets.ml.promotion import decide_promotion
-from mlops_assets.ml.promotion_ledger import GATE_PASSED, REFUSED, AuditRecord, stale_evaluation
+from mlops_assets.ml.promotion_ledger import GATE_PASSED, REFUSED, stale_evaluation
 from mlops_assets.resources import (
     FeatureSetResource,
     LakehouseResource,
@@ -36,44 +33,6 @@ from mlops_assets.resources import (
 
 EVALUATION_KEY = dg.AssetKey(["ml", "evaluation_report"])
 DECISION_INPUTS = "evaluation/decision_inputs.json"
-AUDIT_SCHEMA = T.StructType(
-    [
-        T.StructField("model_name", T.StringType()),
-        T.StructField("decision", T.StringType()),
-        T.StructField("from_version", T.StringType()),
-        T.StructField("to_version", T.StringType()),
-        T.StructField("reasons", T.ArrayType(T.StringType())),
-        T.StructField("decided_at", T.TimestampType()),
-        T.StructField("dagster_run_id", T.StringType()),
-    ]
-)
-
-
-def append_audit(
-    lakehouse: LakehouseResource,
-    model_name: str,
-    decision: str,
-    from_version: str | None,
-    to_version: str | None,
-    reasons: list[str],
-    run_id: str,
-) -> None:
-    """Every promotion, refusal and rollback, appended (never rewritten)."""
-    delta = lakehouse.delta()
-    row = (model_name, decision, from_version, to_version, reasons, datetime.now(UTC), run_id)
-    delta.append(delta.spark.createDataFrame([row], AUDIT_SCHEMA), PROMOTION_AUDIT)
-
-
-def read_audit(lakehouse: LakehouseResource, model_name: str) -> list[AuditRecord]:
-    """The model's ledger rows (none before the first decision)."""
-    delta = lakehouse.delta()
-    if not delta.exists(PROMOTION_AUDIT):
-        return []
-    rows = delta.read(PROMOTION_AUDIT).where(F.col("model_name") == model_name).collect()
-    return [
-        AuditRecord(r["decision"], r["from_version"], r["to_version"], r["dagster_run_id"], r["decided_at"])
-        for r in rows
-    ]
 
 
 def run_lineage(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[str]:
@@ -228,7 +187,7 @@ def promotion_gate(
     passed = decision.promote and not problems and not stale
     # The verdict, bound to the exact version and run: ml/champion promotes only what this row passed.
     append_audit(
-        lakehouse,
+        lakehouse.delta(),
         name,
         GATE_PASSED if passed else REFUSED,
         champion_version,
