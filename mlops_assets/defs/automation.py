@@ -64,3 +64,10 @@ gold_freshness_checks = dg.build_last_update_freshness_checks(
 freshness_sensor = dg.build_sensor_for_freshness_checks(
     freshness_checks=[*silver_freshness_checks, *gold_freshness_checks]
 )
+
+defs = dg.Definitions(
+    asset_checks=[*silver_freshness_checks, *gold_freshness_checks],
+    jobs=[daily_lakehouse_job, training_job, scoring_job],
+    schedules=[daily_lakehouse_schedule, daily_scoring_schedule, weekly_training_schedule],
+    sensors=[freshness_sensor],
+)

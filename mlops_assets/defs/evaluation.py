@@ -204,3 +204,6 @@ def promotion_gate(
             "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in reasons)),
         },
     )
+
+
+defs = dg.Definitions(assets=[evaluation_report], asset_checks=[promotion_gate])

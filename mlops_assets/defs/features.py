@@ -63,3 +63,6 @@ def point_in_time(
 ) -> dg.AssetCheckResult:
     violations = leakage_violations(read_run_partitions(context, lakehouse, FEATURES))
     return dg.AssetCheckResult(passed=violations == 0, metadata={"rows_using_future_data": violations})
+
+
+defs = dg.Definitions(assets=[churn_features], asset_checks=[point_in_time])

@@ -83,3 +83,6 @@ def dbt_failure(returncode: int) -> dg.Failure:
         "checks; not retried, since it would fail the same way",
         allow_retries=False,
     )
+
+
+defs = dg.Definitions(assets=[gold_dbt_models])

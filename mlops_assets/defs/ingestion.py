@@ -89,3 +89,5 @@ def build_bronze_asset(spec: EntitySpec) -> dg.AssetsDefinition:
 
 
 bronze_assets = [build_bronze_asset(spec) for spec in ENTITIES.values()]
+
+defs = dg.Definitions(assets=[landing_daily_files, *bronze_assets])

@@ -105,3 +105,6 @@ def restore_previous_champion(
 )
 def rollback_champion() -> None:
     restore_previous_champion()
+
+
+defs = dg.Definitions(assets=[champion], jobs=[rollback_champion])

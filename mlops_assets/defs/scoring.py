@@ -96,3 +96,6 @@ def predictions(
             shadow_model_version=shadow_version or "none",
         )
     )
+
+
+defs = dg.Definitions(assets=[predictions])

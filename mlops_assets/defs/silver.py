@@ -209,3 +209,5 @@ def build_silver_checks(spec: EntitySpec) -> list[dg.AssetChecksDefinition]:
 silver_assets = [build_silver_assets(spec) for spec in ENTITIES.values()]
 silver_checks = [check for spec in ENTITIES.values() for check in build_silver_checks(spec)]
 SILVER_KEYS = [dg.AssetKey(ref.asset_key_path) for ref in SILVER.values()]
+
+defs = dg.Definitions(assets=silver_assets, asset_checks=silver_checks)

@@ -211,3 +211,6 @@ def churn_model(
             "best_params": dg.MetadataValue.json(result.best_params),
         }
     )
+
+
+defs = dg.Definitions(assets=[training_set, churn_model], asset_checks=[no_single_feature_leak])

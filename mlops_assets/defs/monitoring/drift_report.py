@@ -179,3 +179,6 @@ def drift_severity(
             "critical_columns": sorted({c for v in verdicts for c in v.critical_columns}),
         },
     )
+
+
+defs = dg.Definitions(assets=[drift_report], asset_checks=[drift_severity])

@@ -34,3 +34,6 @@ def labelled_drift_schedule(context: dg.ScheduleEvaluationContext):
     if not scored:
         return dg.SkipReason(f"{day} has no drift report yet (never scored); nothing to complete with labels")
     return dg.RunRequest(run_key=f"labelled-{day}", partition_key=day)
+
+
+defs = dg.Definitions(jobs=[labelled_drift_job], schedules=[labelled_drift_schedule])

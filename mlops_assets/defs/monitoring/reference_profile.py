@@ -65,3 +65,6 @@ def reference_profile(
             "columns": len(json.loads(profile_json)["columns"]),
         }
     )
+
+
+defs = dg.Definitions(assets=[reference_profile])

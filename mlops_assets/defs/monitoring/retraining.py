@@ -137,3 +137,8 @@ def rescore_after_retrain(context: dg.RunStatusSensorContext):
         return dg.SkipReason("retrain run has no drift partition tag")
     date.fromisoformat(day)
     return dg.RunRequest(run_key=f"rescore-{context.dagster_run.run_id}", partition_key=day)
+
+
+defs = dg.Definitions(
+    jobs=[retrain_job, rescore_job], sensors=[drift_retraining_sensor, rescore_after_retrain]
+)
