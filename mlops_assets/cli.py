@@ -15,8 +15,12 @@ import sys
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
+
+if TYPE_CHECKING:
+    from mlops_assets.monitoring.verdict import DayVerdict
 
 DEMO_START = date(2026, 1, 1)
 DEMO_DAYS = 120
@@ -78,25 +82,13 @@ def _summary() -> None:
     from mlflow import MlflowClient
 
     from mlops_assets.environment import build_resources
-    from mlops_assets.lakehouse.entities import ENTITIES
-    from mlops_assets.lakehouse.tables import TableRef
+    from mlops_assets.lakehouse.catalog import LIFECYCLE_TABLES
     from mlops_assets.ml.mlflow_model import CHAMPION, alias_version
 
     resources = build_resources()
     lakehouse, tracking = resources["lakehouse"], resources["mlflow_tracking"]
     delta = lakehouse.delta()
-    refs = [TableRef(layer, name) for layer in ("bronze", "silver", "quarantine") for name in ENTITIES]
-    refs += [
-        TableRef("gold", n)
-        for n in ("customer_history", "dim_customers", "fct_usage_daily", "fct_billing_events")
-    ]
-    refs += [
-        TableRef("features", "churn_features"),
-        TableRef("ml", "training_set"),
-        TableRef("ml", "predictions"),
-    ]
-    refs += [TableRef("ml", "promotion_audit"), TableRef("monitoring", "reference_profiles")]
-    refs += [TableRef("monitoring", "drift_reports")]
+    refs = LIFECYCLE_TABLES
     print(f"[demo] Delta tables under {lakehouse.root}:")
     for ref in (r for r in refs if delta.exists(r)):
         print(f"[demo]   {ref!s:32} rows={delta.read(ref).count():>9,}  version={delta.version(ref)}")
@@ -116,19 +108,19 @@ def _summary() -> None:
             print(f"[demo]   test {name:8} {metrics[f'test_{name}']:.3f}  95% CI [{low:.3f}, {high:.3f}]")
 
 
-def _latest_drift_reports(instance: dg.DagsterInstance) -> dict[str, dict]:
+def _latest_drift_reports(instance: dg.DagsterInstance) -> dict[str, DayVerdict]:
     from mlops_assets.defs.monitoring import DRIFT_REPORT_KEY, drift_verdicts
 
     records = instance.fetch_materializations(DRIFT_REPORT_KEY, limit=200).records  # newest first
     return drift_verdicts(list(reversed(records)))
 
 
-def _print_reports(reports: dict[str, dict]) -> None:
+def _print_reports(reports: dict[str, DayVerdict]) -> None:
     for day, r in sorted(reports.items()):
-        critical = ", ".join(r["critical_columns"]) or "-"
+        critical = ", ".join(r.critical_columns) or "-"
         print(
-            f"[demo]   {day}  {r['action']:14} data drift {r['data_drift_level']:11} performance "
-            f"{r['performance_level']:8} model v{r['model_version']}  critical: {critical}"
+            f"[demo]   {day}  {r.action!s:14} data drift {r.data_drift_level!s:11} performance "
+            f"{r.performance_level!s:8} model v{r.model_version}  critical: {critical}"
         )
 
 
@@ -215,11 +207,11 @@ class _Daemon:
 
 
 def _last_promotion_decision() -> str:
-    from mlops_assets.defs.evaluation import AUDIT
     from mlops_assets.environment import build_resources
+    from mlops_assets.lakehouse.catalog import PROMOTION_AUDIT
 
     delta = build_resources()["lakehouse"].delta()
-    row = delta.read(AUDIT).orderBy("decided_at", ascending=False).first()
+    row = delta.read(PROMOTION_AUDIT).orderBy("decided_at", ascending=False).first()
     reasons = "; ".join(row["reasons"][:3]) or "-"
     return f"{row['decision']} v{row['from_version']} -> v{row['to_version']} ({reasons})"
 

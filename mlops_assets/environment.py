@@ -8,17 +8,18 @@ import dagster as dg
 from dagster_databricks import DatabricksClientResource
 from dagster_dbt import DbtCliResource
 
-from mlops_assets.defs.evaluation import PromotionPolicyConfig
-from mlops_assets.defs.gold import dbt_project
-from mlops_assets.defs.monitoring import MonitoringConfig, RetrainGuardrails
 from mlops_assets.resources import (
     AlertWebhookResource,
     FeatureSetResource,
     LakehouseResource,
     MlflowTrackingResource,
+    MonitoringResource,
+    PromotionPolicyResource,
     QualityThresholds,
+    RetrainGuardrails,
     SparkResource,
     SyntheticSourceResource,
+    dbt_project,
 )
 from mlops_assets.runs.dbt_child import dbt_executable
 from mlops_assets.settings import Settings, load_settings
@@ -52,12 +53,14 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
         "lakehouse": LakehouseResource(root=settings.lakehouse_root, catalog=settings.catalog, spark=spark),
         "source": SyntheticSourceResource(),
         "quality": QualityThresholds(),
-        "feature_set": FeatureSetResource(),
+        "feature_set": FeatureSetResource(contract_path=settings.feature_contract)
+        if settings.feature_contract
+        else FeatureSetResource(),
         "mlflow_tracking": MlflowTrackingResource(
             tracking_uri=settings.mlflow_tracking_uri, ui_url=settings.mlflow_ui_url
         ),
-        "promotion_policy": PromotionPolicyConfig(),
-        "monitoring": MonitoringConfig(),
+        "promotion_policy": PromotionPolicyResource(),
+        "monitoring": MonitoringResource(),
         "retrain_guardrails": RetrainGuardrails(**settings.retrain_guardrail_overrides()),
         "dbt": DbtCliResource(
             project_dir=dbt_project,

@@ -1,4 +1,8 @@
-"""Resources: thin, configurable handles on Spark, the lakehouse, the synthetic source and thresholds."""
+"""Every resource of the code location: thin, configurable handles on Spark, the lakehouse, the synthetic source,
+MLflow, alerts and dbt, and the thresholds of the quality gates, the promotion gate and drift monitoring.
+
+The one direction: settings -> resources -> environment (binds them) -> definitions; ``defs/`` imports its
+resource classes from here, never from another ``defs/`` module."""
 
 import contextlib
 from collections.abc import Mapping
@@ -9,17 +13,22 @@ from typing import Any
 
 import dagster as dg
 import mlflow
+from dagster_dbt import DbtProject
 from dagster_mlflow.resources import MlFlow
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pyspark.sql import DataFrame, SparkSession
 
 from mlops_assets.alerting import Alert, post_alert
+from mlops_assets.lakehouse.catalog import FEATURES
 from mlops_assets.lakehouse.delta_io import DeltaLakehouse
-from mlops_assets.lakehouse.features import FEATURES_TABLE, USAGE_WINDOW_DAYS
+from mlops_assets.lakehouse.features import USAGE_WINDOW_DAYS
 from mlops_assets.lakehouse.spark import build_local_session
 from mlops_assets.lakehouse.tables import TableLocator
 from mlops_assets.ml.contract import FeatureSetContract
 from mlops_assets.ml.mlflow_runs import end_open_runs
+from mlops_assets.ml.promotion import PromotionPolicy
+from mlops_assets.monitoring.severity import DriftThresholds, PerformanceThresholds
+from mlops_assets.settings import DBT_PROJECT_DIR
 from mlops_assets.synthetic.source import SCENARIOS, DirtConfig, SourceConfig, SyntheticSource
 
 DEFAULT_CONTRACT = Path(__file__).parent / "contracts" / "churn_features.yaml"
@@ -112,7 +121,6 @@ class QualityThresholds(dg.ConfigurableResource):
 
     quarantine_warn_rate: float = Field(default=0.03, ge=0, le=1)
     quarantine_error_rate: float = Field(default=0.15, ge=0, le=1)
-    freshness_deadline_cron: str = "0 9 * * *"
 
     @model_validator(mode="after")
     def _warn_before_error(self) -> "QualityThresholds":
@@ -142,7 +150,7 @@ class FeatureSetResource(dg.ConfigurableResource):
         contract = self.contract()
         delta = lakehouse.delta()
         if contract.source is None:
-            return delta.read(FEATURES_TABLE)
+            return delta.read(FEATURES)
         reader = delta.spark.read.format(contract.source.format)
         if contract.source.format == "csv":
             reader = reader.option("header", "true").option("inferSchema", "true")
@@ -284,3 +292,84 @@ class AlertWebhookResource(dg.ConfigurableResource):
             return False
         post_alert(self.url, alert, self.timeout_s)
         return True
+
+
+# The dbt project of the gold models: the ``dbt`` resource runs it and the gold assets are read from its manifest.
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+dbt_project.prepare_if_dev()  # `dagster dev` re-parses the project; elsewhere `make` builds the manifest
+
+
+class PromotionPolicyResource(dg.ConfigurableResource):
+    """Thresholds the challenger must meet to become champion. Bounded: a margin of 5 would let any model
+    replace any champion, a negative ECE bound would refuse every model."""
+
+    non_inferiority_margin: float = Field(
+        default=0.01, ge=0, le=0.2, description="ROC-AUC points the challenger may trail the champion by"
+    )
+    min_lift_over_baseline: float = Field(default=0.02, ge=0, le=0.5, description="ROC-AUC over the baseline")
+    max_ece: float = Field(default=0.1, gt=0, le=1, description="expected calibration error")
+    min_demographic_parity_ratio: float = Field(default=0.6, ge=0, le=1)
+    max_equal_opportunity_difference: float = Field(default=0.25, ge=0, le=1)
+
+    def policy(self) -> PromotionPolicy:
+        return PromotionPolicy(
+            non_inferiority_margin=self.non_inferiority_margin,
+            min_lift_over_baseline=self.min_lift_over_baseline,
+            max_ece=self.max_ece,
+            min_demographic_parity_ratio=self.min_demographic_parity_ratio,
+            max_equal_opportunity_difference=self.max_equal_opportunity_difference,
+        )
+
+
+class MonitoringResource(dg.ConfigurableResource):
+    """Drift thresholds (PSI 0.1 warn / 0.25 critical by default) and performance-drop margins."""
+
+    psi_warn: float = Field(default=0.1, gt=0, le=10)
+    psi_critical: float = Field(default=0.25, gt=0, le=10)
+    null_rate_change_warn: float = Field(default=0.02, gt=0, le=1)
+    null_rate_change_critical: float = Field(default=0.10, gt=0, le=1)
+    performance_moderate_drop: float = Field(
+        default=0.03, gt=0, le=0.5, description="ROC-AUC points below the baseline"
+    )
+    performance_significant_drop: float = Field(default=0.08, gt=0, le=0.5)
+    # Columns that move with the calendar by construction (every customer's tenure grows a day a day):
+    # their drift is expected, not a signal, so they are not monitored.
+    exclude_columns: list[str] = Field(default_factory=lambda: ["tenure_days"])
+
+    @model_validator(mode="after")
+    def _warn_below_critical(self) -> "MonitoringResource":
+        pairs = (
+            ("psi_warn", "psi_critical"),
+            ("null_rate_change_warn", "null_rate_change_critical"),
+            ("performance_moderate_drop", "performance_significant_drop"),
+        )
+        problems = [
+            f"{low} ({getattr(self, low)}) must not exceed {high} ({getattr(self, high)})"
+            for low, high in pairs
+            if getattr(self, low) > getattr(self, high)
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def drift_thresholds(self) -> DriftThresholds:
+        return DriftThresholds(
+            psi_warn=self.psi_warn,
+            psi_critical=self.psi_critical,
+            null_rate_change_warn=self.null_rate_change_warn,
+            null_rate_change_critical=self.null_rate_change_critical,
+        )
+
+    def performance_thresholds(self) -> PerformanceThresholds:
+        return PerformanceThresholds(
+            moderate_margin=self.performance_moderate_drop,
+            significant_margin=self.performance_significant_drop,
+        )
+
+
+class RetrainGuardrails(dg.ConfigurableResource):
+    """Limits on drift-triggered retraining."""
+
+    cooldown_hours: float = Field(default=6, ge=0, le=24 * 366)  # finite: timedelta(hours=inf) overflows
+    max_retrains: int = Field(default=3, ge=1, le=1000)
+    window_days: int = Field(default=7, ge=1, le=366)

@@ -6,6 +6,8 @@ deployment: ``local`` (embedded Spark, Delta by path) or ``databricks`` (Unity C
 ``MLOPS_RETRAIN_COOLDOWN_HOURS`` and ``MLOPS_MAX_RETRAINS`` set the drift-retraining guardrails (the demo,
 which plays a week of data in minutes, runs its daemon with the wall-clock cooldown off).
 ``MLOPS_MLFLOW_UI_URL`` is where users open the MLflow UI (``make mlflow``); run ids in Dagster link there.
+``FEATURE_CONTRACT`` names the feature-set contract (YAML) the ML stages use instead of the built-in one.
+``DAGSTER_HOME`` is read by Dagster itself, not here.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     env: str
-    dagster_home: str
     lakehouse_root: str
     mlflow_tracking_uri: str
     catalog: str | None = None
@@ -37,14 +38,12 @@ class Settings:
     # Overrides of the RetrainGuardrails resource; None keeps the resource's own default.
     retrain_cooldown_hours: float | None = None
     max_retrains: int | None = None
+    # The feature-set contract of the ``feature_set`` resource; None keeps the built-in churn features.
+    feature_contract: str | None = None
 
     def retrain_guardrail_overrides(self) -> dict[str, float]:
         overrides = {"cooldown_hours": self.retrain_cooldown_hours, "max_retrains": self.max_retrains}
         return {field: value for field, value in overrides.items() if value is not None}
-
-    def subprocess_environ(self) -> dict[str, str]:
-        """The variables a subprocess (dbt) needs to see the same lakehouse."""
-        return {"LAKEHOUSE_ROOT": self.lakehouse_root, "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri}
 
 
 # Upper bounds that keep every date computation finite: a cooldown longer than a year, or thousands of
@@ -94,6 +93,25 @@ def check_lakehouse_root(root: str) -> None:
         )
 
 
+def check_feature_contract(raw: str) -> str:
+    """``FEATURE_CONTRACT`` must name a readable contract file that parses; returns its absolute path (code
+    servers and run workers may start in another directory)."""
+    import yaml
+
+    from mlops_assets.ml.contract import ContractError, FeatureSetContract
+
+    path = Path(raw).expanduser().resolve()
+    if not path.is_file():
+        raise SettingsError(f"FEATURE_CONTRACT={raw!r} is not a file")
+    try:
+        FeatureSetContract.from_yaml(path)
+    except (ContractError, OSError, yaml.YAMLError) as error:
+        raise SettingsError(
+            f"FEATURE_CONTRACT={raw!r} is not a valid feature-set contract: {error}"
+        ) from None
+    return str(path)
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     environ = os.environ if environ is None else environ
     env = environ.get("MLOPS_ENV", "local")
@@ -111,7 +129,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(f"MLOPS_MLFLOW_UI_URL={mlflow_ui_url!r} must be an http(s) URL")
     return Settings(
         env=env,
-        dagster_home=environ.get("DAGSTER_HOME") or str(VAR_DIR / "dagster_home"),
         lakehouse_root=lakehouse_root,
         mlflow_tracking_uri=mlflow_uri,
         catalog=catalog,
@@ -120,4 +137,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             environ, "MLOPS_RETRAIN_COOLDOWN_HOURS", float, minimum=0, maximum=MAX_COOLDOWN_HOURS
         ),
         max_retrains=_number(environ, "MLOPS_MAX_RETRAINS", int, minimum=1, maximum=MAX_RETRAINS),
+        feature_contract=check_feature_contract(raw) if (raw := environ.get("FEATURE_CONTRACT")) else None,
     )

@@ -7,16 +7,15 @@ from __future__ import annotations
 def small_resources() -> dict[str, object]:
     """The project's resources with a small synthetic source (fast, still dirty). A plain function, so child
     processes of fault tests build exactly the suite's resources."""
-    from mlops_assets.defs.evaluation import PromotionPolicyConfig
     from mlops_assets.environment import build_resources
-    from mlops_assets.resources import FeatureSetResource, SyntheticSourceResource
+    from mlops_assets.resources import FeatureSetResource, PromotionPolicyResource, SyntheticSourceResource
 
     return {
         **build_resources(),
         "source": SyntheticSourceResource(initial_customers=300, daily_signups=3),
         "feature_set": FeatureSetResource(as_of_every_days=2, warmup_days=7),
         # ~150 test rows per region: group rates are noisy, so the fairness bounds are wider than the default.
-        "promotion_policy": PromotionPolicyConfig(
+        "promotion_policy": PromotionPolicyResource(
             min_demographic_parity_ratio=0.2, max_equal_opportunity_difference=0.5
         ),
     }

@@ -14,10 +14,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from mlops_assets.lakehouse.catalog import BRONZE, QUARANTINE, SILVER
 from mlops_assets.lakehouse.entities import BILLING_EVENTS, USAGE_EVENTS, EntitySpec
 from mlops_assets.lakehouse.ingest import LandingFileError, LandingSchemaError, landing_files, to_bronze
 from mlops_assets.lakehouse.quality import split_silver
-from mlops_assets.lakehouse.tables import TableRef
 from mlops_assets.partitions import daily_partitions
 
 DAY = date(2026, 2, 10)
@@ -198,7 +198,11 @@ def test_a_landing_folder_for_a_day_that_does_not_exist_is_no_partition():
 # --- through the real assets: a bad file or a failed commit leaves the tables as they were -------------------
 
 LOAD_DAYS = [date(2026, 2, 1), date(2026, 2, 2)]
-USAGE = {layer: TableRef(layer, USAGE_EVENTS.name) for layer in ("bronze", "silver", "quarantine")}
+USAGE = {
+    "bronze": BRONZE[USAGE_EVENTS.name],
+    "silver": SILVER[USAGE_EVENTS.name],
+    "quarantine": QUARANTINE[USAGE_EVENTS.name],
+}
 
 
 @pytest.fixture

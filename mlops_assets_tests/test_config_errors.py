@@ -9,18 +9,19 @@ from collections.abc import Callable
 import pytest
 import yaml
 
-from mlops_assets.defs.evaluation import PromotionPolicyConfig
-from mlops_assets.defs.monitoring import MonitoringConfig, RetrainGuardrails
 from mlops_assets.ml.contract import FeatureSetContract
 from mlops_assets.resources import (
     DEFAULT_CONTRACT,
     LakehouseResource,
+    MonitoringResource,
+    PromotionPolicyResource,
     QualityThresholds,
+    RetrainGuardrails,
     SparkResource,
     SyntheticSourceResource,
     TrainingConfig,
 )
-from mlops_assets.settings import load_settings
+from mlops_assets.settings import SettingsError, load_settings
 
 CONTRACT = yaml.safe_load(DEFAULT_CONTRACT.read_text())
 A_FILE = os.path.abspath(__file__)
@@ -37,33 +38,45 @@ def settings(**environ: str) -> Callable[[], object]:
 CASES: list[tuple[str, Callable[[], object], list[str]]] = [
     ("bad scenario name", lambda: SyntheticSourceResource(scenario="tsunami"), ["scenario", "tsunami"]),
     ("bad drift_start", lambda: SyntheticSourceResource(drift_start="May 1st"), ["drift_start"]),
-    ("margin of 5", lambda: PromotionPolicyConfig(non_inferiority_margin=5), ["non_inferiority_margin"]),
+    ("margin of 5", lambda: PromotionPolicyResource(non_inferiority_margin=5), ["non_inferiority_margin"]),
     (
         "negative margin",
-        lambda: PromotionPolicyConfig(non_inferiority_margin=-0.1),
+        lambda: PromotionPolicyResource(non_inferiority_margin=-0.1),
         ["non_inferiority_margin"],
     ),
-    ("negative max_ece", lambda: PromotionPolicyConfig(max_ece=-1), ["max_ece"]),
-    ("negative lift", lambda: PromotionPolicyConfig(min_lift_over_baseline=-0.2), ["min_lift_over_baseline"]),
+    ("negative max_ece", lambda: PromotionPolicyResource(max_ece=-1), ["max_ece"]),
+    (
+        "negative lift",
+        lambda: PromotionPolicyResource(min_lift_over_baseline=-0.2),
+        ["min_lift_over_baseline"],
+    ),
     (
         "parity ratio > 1",
-        lambda: PromotionPolicyConfig(min_demographic_parity_ratio=1.5),
+        lambda: PromotionPolicyResource(min_demographic_parity_ratio=1.5),
         ["min_demographic"],
     ),
-    ("opportunity < 0", lambda: PromotionPolicyConfig(max_equal_opportunity_difference=-0.1), ["max_equal"]),
-    ("negative psi_warn", lambda: MonitoringConfig(psi_warn=-0.5), ["psi_warn"]),
-    ("psi warn above critical", lambda: MonitoringConfig(psi_warn=0.3), ["psi_warn", "psi_critical"]),
+    (
+        "opportunity < 0",
+        lambda: PromotionPolicyResource(max_equal_opportunity_difference=-0.1),
+        ["max_equal"],
+    ),
+    ("negative psi_warn", lambda: MonitoringResource(psi_warn=-0.5), ["psi_warn"]),
+    ("psi warn above critical", lambda: MonitoringResource(psi_warn=0.3), ["psi_warn", "psi_critical"]),
     (
         "null-rate warn above critical",
-        lambda: MonitoringConfig(null_rate_change_warn=0.5),
+        lambda: MonitoringResource(null_rate_change_warn=0.5),
         ["null_rate_change_warn", "null_rate_change_critical"],
     ),
     (
         "moderate drop above significant",
-        lambda: MonitoringConfig(performance_moderate_drop=0.1),
+        lambda: MonitoringResource(performance_moderate_drop=0.1),
         ["performance_moderate_drop", "performance_significant_drop"],
     ),
-    ("negative performance drop", lambda: MonitoringConfig(performance_moderate_drop=-0.03), ["performance"]),
+    (
+        "negative performance drop",
+        lambda: MonitoringResource(performance_moderate_drop=-0.03),
+        ["performance"],
+    ),
     ("infinite cooldown", lambda: RetrainGuardrails(cooldown_hours=float("inf")), ["cooldown_hours"]),
     (
         "negative quarantine rate",
@@ -118,6 +131,16 @@ CASES: list[tuple[str, Callable[[], object], list[str]]] = [
         ["LAKEHOUSE_ROOT", "not a directory"],
     ),
     ("LAKEHOUSE_ROOT on /proc", settings(LAKEHOUSE_ROOT="/proc/lake"), ["LAKEHOUSE_ROOT", "not writable"]),
+    (
+        "FEATURE_CONTRACT that is not there",
+        settings(FEATURE_CONTRACT="/nonexistent/contract.yaml"),
+        ["FEATURE_CONTRACT", "/nonexistent/contract.yaml", "not a file"],
+    ),
+    (
+        "FEATURE_CONTRACT that is not a contract",
+        settings(FEATURE_CONTRACT=A_FILE),
+        ["FEATURE_CONTRACT", "not a valid feature-set contract"],
+    ),
 ]
 
 
@@ -133,8 +156,8 @@ def test_a_configuration_error_names_the_field(
 
 def test_the_defaults_are_within_their_bounds(tmp_path) -> None:
     for resource in (
-        PromotionPolicyConfig,
-        MonitoringConfig,
+        PromotionPolicyResource,
+        MonitoringResource,
         RetrainGuardrails,
         QualityThresholds,
         TrainingConfig,
@@ -142,6 +165,24 @@ def test_the_defaults_are_within_their_bounds(tmp_path) -> None:
         resource()
     assert load_settings({"LAKEHOUSE_ROOT": str(tmp_path / "not" / "yet" / "there")}).lakehouse_root
     assert not (tmp_path / "not").exists()  # validated, not created
+
+
+def test_feature_contract_names_the_contract_the_feature_set_resource_uses(tmp_path) -> None:
+    from mlops_assets.environment import build_resources
+
+    mine = tmp_path / "my_contract.yaml"
+    mine.write_text(yaml.safe_dump({**CONTRACT, "name": "my_features"}))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [unclosed\n")
+    root = {"LAKEHOUSE_ROOT": str(tmp_path / "lake")}
+    chosen = load_settings({**root, "FEATURE_CONTRACT": str(mine)})
+    assert chosen.feature_contract == str(mine)
+    assert build_resources(chosen)["feature_set"].contract().name == "my_features"
+    # Unset: the built-in contract.
+    default = build_resources(load_settings(root))["feature_set"]
+    assert default.contract_path == str(DEFAULT_CONTRACT) and default.contract().name == "churn_features"
+    with pytest.raises(SettingsError, match=r"FEATURE_CONTRACT=.*broken\.yaml.*not a valid"):
+        load_settings({**root, "FEATURE_CONTRACT": str(broken)})
 
 
 def test_zero_trials_fail_the_run_before_any_step_with_the_field_named() -> None:

@@ -16,9 +16,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from mlops_assets.monitoring.drift_stats import column_drift_numpy, compute_drift, current_counts_numpy
-from mlops_assets.monitoring.profile import ReferenceProfile, build_profile_pandas, build_profile_spark
+from mlops_assets.monitoring.profile import ReferenceProfile, build_profile_pandas
 from mlops_assets.monitoring.severity import Severity
-from mlops_assets.monitoring.spark_drift import compute_drift_spark, count_pass, count_query
+from mlops_assets.monitoring.spark_drift import (
+    build_profile_spark,
+    compute_drift_spark,
+    count_pass,
+    count_query,
+)
 
 NUMERICAL = ["amount", "tenure days", "score"]  # a space: names must be quoted in Spark
 CATEGORICAL = ["plan", "country", "is_active"]

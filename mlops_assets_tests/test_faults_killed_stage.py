@@ -25,6 +25,7 @@ import pytest
 from mlflow import MlflowClient
 
 from mlops_assets.defs.mlflow_runs import end_mlflow_runs_of_failed_runs
+from mlops_assets.lakehouse import catalog
 from mlops_assets.lakehouse.tables import TableRef
 from mlops_assets.ml.mlflow_runs import DAGSTER_RUN_TAG, PARENT_RUN_TAG
 from mlops_assets.runs.launcher import sweep_dead_runs
@@ -37,12 +38,7 @@ pytestmark = pytest.mark.faults
 # Columns stamped with the load time: a re-run writes new values by design.
 LOAD_TIME_COLUMNS = ("_ingested_at", "_quarantined_at")
 DAY = TEST_END.isoformat()
-ENTITIES = ("customers", "usage_events", "billing_events")
-GOLD = tuple(
-    TableRef("gold", n)
-    for n in ("customer_history", "dim_customers", "fct_usage_daily", "fct_billing_events")
-)
-FEATURES = (TableRef("features", "churn_features"),)
+GOLD = tuple(catalog.GOLD.values())
 
 # The child: one job of the suite's definitions, in process, on the instance at $DAGSTER_HOME.
 CHILD = textwrap.dedent(
@@ -71,13 +67,14 @@ class Stage:
     written: TableRef  # killed as soon as a new data file of this table lands
 
 
-BRONZE = tuple(TableRef("bronze", e) for e in ENTITIES)
-SILVER = tuple(TableRef(layer, e) for layer in ("silver", "quarantine") for e in ENTITIES)
+BRONZE = tuple(catalog.BRONZE.values())
+SILVER = (*catalog.SILVER.values(), *catalog.QUARANTINE.values())
+FEATURES = (catalog.FEATURES,)
 # Each stage runs alone over the day's existing inputs (as a user re-materializes one stage): the kill lands in
 # that stage's write, and the test pays for no other stage.
 STAGES = [
-    Stage("bronze", BRONZE, TableRef("bronze", "usage_events")),
-    Stage("silver", SILVER, TableRef("silver", "usage_events")),
+    Stage("bronze", BRONZE, catalog.BRONZE["usage_events"]),
+    Stage("silver", SILVER, catalog.SILVER["usage_events"]),
     Stage("features", FEATURES, FEATURES[0]),
 ]
 

@@ -1,18 +1,20 @@
 """End to end: the foundation graph on a small temporary lakehouse, through the real Spark, Delta and dbt."""
 
 import json
+import os
 from datetime import timedelta
 
 import dagster as dg
 import pytest
 from pyspark.sql import functions as F
 
+from mlops_assets.lakehouse.catalog import BRONZE, GOLD, GOLD_MODELS, QUARANTINE, SILVER
 from mlops_assets.lakehouse.entities import ENTITIES
 from mlops_assets.lakehouse.ingest import LandingSchemaError
-from mlops_assets.lakehouse.tables import TableRef
 from mlops_assets_tests.conftest import TEST_DAYS, TEST_END, TEST_START
 
-GOLD_MODELS = ("customer_history", "dim_customers", "fct_usage_daily", "fct_billing_events")
+# Taken at collection, before any test of the session runs a step.
+ENVIRON_AT_COLLECTION = dict(os.environ)
 
 
 def _materializations(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetMaterialization]:
@@ -31,26 +33,25 @@ def _check_evaluations(result: dg.ExecuteInProcessResult) -> list[dg.AssetCheckE
 def test_foundation_run_materializes_every_layer(foundation_run, lakehouse):
     assert foundation_run.success
     for name in ENTITIES:
-        for layer in ("bronze", "silver", "quarantine"):
-            assert lakehouse.exists(TableRef(layer, name)), f"{layer}.{name} missing"
+        for layer in (BRONZE, SILVER, QUARANTINE):
+            assert lakehouse.exists(layer[name]), f"{layer[name]} missing"
         partitions = {
-            r[0]
-            for r in lakehouse.read(TableRef("silver", name)).select("_partition_date").distinct().collect()
+            r[0] for r in lakehouse.read(SILVER[name]).select("_partition_date").distinct().collect()
         }
         expected = {TEST_START + timedelta(days=i) for i in range(TEST_DAYS)}
         # Every day has usage; a day without sign-ups or billing events has no rows, hence no partition.
         assert partitions == expected if name == "usage_events" else partitions <= expected
     for model in GOLD_MODELS:
-        assert lakehouse.read(TableRef("gold", model)).count() > 0
+        assert lakehouse.read(GOLD[model]).count() > 0
 
 
 def test_every_bronze_row_is_accounted_for(foundation_run, lakehouse):
     quarantined = 0
     for name, spec in ENTITIES.items():
-        bronze = lakehouse.read(TableRef("bronze", name)).count()
-        silver = lakehouse.read(TableRef("silver", name)).count()
-        quarantine = lakehouse.read(TableRef("quarantine", name)).count()
-        distinct_valid_keys = lakehouse.read(TableRef("silver", name)).select(*spec.key).distinct().count()
+        bronze = lakehouse.read(BRONZE[name]).count()
+        silver = lakehouse.read(SILVER[name]).count()
+        quarantine = lakehouse.read(QUARANTINE[name]).count()
+        distinct_valid_keys = lakehouse.read(SILVER[name]).select(*spec.key).distinct().count()
         assert silver == distinct_valid_keys
         assert bronze >= silver + quarantine
         quarantined += quarantine
@@ -68,6 +69,14 @@ def test_quality_checks_ran_and_passed(foundation_run):
     reconciled = [e for e in evaluations if e.check_name == "reconciles_with_bronze"]
     assert all(e.metadata["unaccounted_rows"].value == 0 for e in reconciled)
     assert any(e.metadata["duplicates_removed"].value > 0 for e in reconciled)
+
+
+def test_gold_leaves_the_process_environment_alone(foundation_run):
+    """dbt gets the lakehouse root and the Delta package as ``--vars`` of its own call: no step writes
+    ``os.environ`` (the gold step used to set both variables for every later step of the process)."""
+    assert foundation_run.success
+    for name in ("LAKEHOUSE_ROOT", "MLOPS_DELTA_PACKAGE"):
+        assert os.environ.get(name) == ENVIRON_AT_COLLECTION.get(name), name
 
 
 def test_dbt_models_and_tests_surface_as_assets_and_checks(foundation_run):
@@ -104,7 +113,7 @@ def test_materialization_metadata_for_the_ui(foundation_run):
 def test_quarantine_rows_carry_their_reasons(foundation_run, lakehouse):
     rules = set()
     for name in ENTITIES:
-        quarantine = lakehouse.read(TableRef("quarantine", name))
+        quarantine = lakehouse.read(QUARANTINE[name])
         assert quarantine.where(F.size("rules_broken") == 0).count() == 0
         assert (
             quarantine.where("_source_file IS NULL OR _source_row IS NULL OR _partition_date IS NULL").count()
@@ -120,13 +129,13 @@ def test_quarantine_rows_carry_their_reasons(foundation_run, lakehouse):
 def test_rerunning_a_partition_replaces_it(foundation_run, test_defs, lakehouse):
     def counts() -> dict[str, int]:
         return {
-            f"{layer}.{name}": lakehouse.read(TableRef(layer, name)).count()
+            str(layer[name]): lakehouse.read(layer[name]).count()
             for name in ENTITIES
-            for layer in ("bronze", "silver", "quarantine")
+            for layer in (BRONZE, SILVER, QUARANTINE)
         }
 
     before = counts()
-    version_before = lakehouse.version(TableRef("silver", "usage_events"))
+    version_before = lakehouse.version(SILVER["usage_events"])
     lakehouse_layers = [
         k
         for k in test_defs.resolve_all_asset_keys()
@@ -137,9 +146,9 @@ def test_rerunning_a_partition_replaces_it(foundation_run, test_defs, lakehouse)
     )
     assert result.success
     assert counts() == before
-    assert lakehouse.version(TableRef("silver", "usage_events")) > version_before
+    assert lakehouse.version(SILVER["usage_events"]) > version_before
     for name, spec in ENTITIES.items():
-        silver = lakehouse.read(TableRef("silver", name))
+        silver = lakehouse.read(SILVER[name])
         assert silver.groupBy(*spec.key).count().where("count > 1").count() == 0
 
 
@@ -154,7 +163,7 @@ def test_schema_change_fails_before_anything_is_committed(
         text = f.read()
     with open(customers_file, "w") as f:
         f.write(text.replace("acquisition_channel", "channel", 1))
-    bronze = TableRef("bronze", "customers")
+    bronze = BRONZE["customers"]
     version_before = lakehouse.version(bronze)
 
     job = test_defs.resolve_job_def("daily_lakehouse")
@@ -205,7 +214,7 @@ def test_quarantine_rate_error_blocks_gold_in_the_run(foundation_run, test_resou
             "quality": QualityThresholds(quarantine_warn_rate=0.0, quarantine_error_rate=0.0001),
         }
     )
-    gold = TableRef("gold", "fct_usage_daily")
+    gold = GOLD["fct_usage_daily"]
     gold_version = lakehouse.version(gold)
     result = strict.resolve_job_def("daily_lakehouse").execute_in_process(
         partition_key=TEST_START.isoformat(),

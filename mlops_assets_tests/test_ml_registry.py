@@ -12,7 +12,8 @@ import mlflow
 import pytest
 from pyspark.sql import functions as F
 
-from mlops_assets.defs.evaluation import AUDIT, EVALUATION_KEY
+from mlops_assets.defs.evaluation import EVALUATION_KEY
+from mlops_assets.lakehouse.catalog import PROMOTION_AUDIT
 from mlops_assets.ml.mlflow_model import (
     CHALLENGER,
     CHAMPION,
@@ -56,7 +57,12 @@ def _build(test_resources: dict, model_name: str = MODEL, **extra) -> dg.Definit
 
 
 def _audit(lakehouse, model_name: str = MODEL) -> list[tuple]:
-    rows = lakehouse.read(AUDIT).where(F.col("model_name") == model_name).orderBy("decided_at").collect()
+    rows = (
+        lakehouse.read(PROMOTION_AUDIT)
+        .where(F.col("model_name") == model_name)
+        .orderBy("decided_at")
+        .collect()
+    )
     return [(r["decision"], r["from_version"], r["to_version"], r["dagster_run_id"]) for r in rows]
 
 
@@ -191,7 +197,9 @@ def test_rollback_restores_a_different_version_and_retires_its_challenger_alias(
     assert alias_version(MODEL, CHALLENGER) is None
     rollback = [row for row in _audit(lakehouse) if row[3] == result.run_id]
     assert [row[:3] for row in rollback] == [("rollback", newer, first_champion)]
-    reasons = lakehouse.read(AUDIT).where(F.col("dagster_run_id") == result.run_id).first()["reasons"]
+    reasons = (
+        lakehouse.read(PROMOTION_AUDIT).where(F.col("dagster_run_id") == result.run_id).first()["reasons"]
+    )
     assert any(f"removed @challenger from v{newer}" in r for r in reasons)
 
 
@@ -211,7 +219,7 @@ def test_rollback_without_a_previous_champion_changes_nothing(first_champion, te
 
 def test_rollback_of_a_model_without_any_champion_changes_nothing(test_resources, lakehouse):
     test_resources["mlflow_tracking"].configure()
-    before = lakehouse.read(AUDIT).count() if lakehouse.exists(AUDIT) else 0
+    before = lakehouse.read(PROMOTION_AUDIT).count() if lakehouse.exists(PROMOTION_AUDIT) else 0
     result = (
         _build(test_resources, model_name="never_trained")
         .resolve_job_def("rollback_champion")
@@ -219,4 +227,4 @@ def test_rollback_of_a_model_without_any_champion_changes_nothing(test_resources
     )
     assert not result.success
     assert "'never_trained' has no @champion, so there is nothing to roll back" in _failures(result)
-    assert (lakehouse.read(AUDIT).count() if lakehouse.exists(AUDIT) else 0) == before
+    assert (lakehouse.read(PROMOTION_AUDIT).count() if lakehouse.exists(PROMOTION_AUDIT) else 0) == before

@@ -14,15 +14,16 @@ from mlops_assets.defs.monitoring import (
     FEATURES_KEY,
     TRAINING_DATA_TAG,
     VERDICT,
-    RetrainGuardrails,
-    binned_auc,
     drift_retraining_sensor,
     labelled_drift_schedule,
     retrain_job,
 )
 from mlops_assets.monitoring.drift_stats import dataset_drift_numpy
 from mlops_assets.monitoring.profile import build_profile_pandas
-from mlops_assets.monitoring.severity import summarize_dataset
+from mlops_assets.monitoring.severity import Action, Level, summarize_dataset
+from mlops_assets.monitoring.spark_drift import binned_auc
+from mlops_assets.monitoring.verdict import DayVerdict
+from mlops_assets.resources import RetrainGuardrails
 from mlops_assets.synthetic.source import SCENARIOS, DirtConfig, SourceConfig, SyntheticSource
 
 START = date(2026, 1, 1)
@@ -100,19 +101,24 @@ def _report(instance: dg.DagsterInstance, day: str, action: str, data_version: s
     """Drift report materializations as the asset writes them: one per day, each with its own verdict."""
     first = date.fromisoformat(day)
     for i in range(days):
-        verdict = {
-            "action": action,
-            "data_drift_level": "significant",
-            "data_version": data_version,
-            "critical_columns": ["minutes_used"],
-            "drifted_columns": ["minutes_used"],
-            "model_version": "1",
-        }
+        verdict = DayVerdict(
+            day=first + timedelta(days=i),
+            model_name="churn_model",
+            model_version="1",
+            action=Action(action),
+            data_drift_level=Level.SIGNIFICANT,
+            performance_level=Level.PENDING,
+            drifted_columns=("minutes_used",),
+            critical_columns=("minutes_used",),
+            baseline_roc_auc=0.8,
+            current_roc_auc=None,
+            data_version=data_version,
+        )
         instance.report_runless_asset_event(
             dg.AssetMaterialization(
                 DRIFT_REPORT_KEY,
-                partition=(first + timedelta(days=i)).isoformat(),
-                metadata={VERDICT: dg.MetadataValue.json(verdict)},
+                partition=verdict.day.isoformat(),
+                metadata={VERDICT: dg.MetadataValue.json(verdict.to_metadata())},
             )
         )
 

@@ -2,11 +2,13 @@
 
 import pytest
 
+from mlops_assets.lakehouse import catalog
+from mlops_assets.lakehouse.catalog import TABLE_RESTORES
 from mlops_assets.lakehouse.delta_io import DeltaLakehouse
-from mlops_assets.lakehouse.restore import RESTORES, RestoreError, history_table, restore_table, table_history
-from mlops_assets.lakehouse.tables import TableLocator, TableRef
+from mlops_assets.lakehouse.restore import RestoreError, history_table, restore_table, table_history
+from mlops_assets.lakehouse.tables import TableLocator
 
-GOLD = TableRef("gold", "fct_usage_daily")
+GOLD = catalog.GOLD["fct_usage_daily"]
 
 
 @pytest.fixture
@@ -25,7 +27,7 @@ def test_restore_brings_back_the_rows_and_audits_it(damaged):
     assert sorted(delta.read(GOLD).collect()) == good_rows
     assert (result.from_version, result.to_version, result.rows_before, result.rows_after) == (1, 0, 1, 3)
     assert delta.version(GOLD) == result.restore_commit == 2
-    audit = delta.read(RESTORES).collect()
+    audit = delta.read(TABLE_RESTORES).collect()
     assert [(r["table"], r["from_version"], r["to_version"], r["reason"]) for r in audit] == [
         ("gold.fct_usage_daily", 1, 0, "bad backfill")
     ]
@@ -50,4 +52,4 @@ def test_a_bad_restore_names_the_argument_and_changes_nothing(damaged, table, ve
         restore_table(delta, table, version, "x")
     assert fragment in str(error.value)
     assert delta.version(GOLD) == 1
-    assert not delta.exists(RESTORES)
+    assert not delta.exists(TABLE_RESTORES)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import mlops_assets.synthetic.source as source_module
+import mlops_assets.synthetic.landing as landing_module
 from mlops_assets.synthetic.source import (
     BILLING_COLUMNS,
     CUSTOMER_COLUMNS,
@@ -436,7 +436,7 @@ def test_a_failed_write_leaves_the_previous_file_intact(
     def crash(*_args: object) -> None:
         raise OSError("killed mid-write")
 
-    monkeypatch.setattr(source_module.os, "replace", crash)
+    monkeypatch.setattr(landing_module.os, "replace", crash)
     with pytest.raises(OSError, match="killed"):
         SyntheticSource(SourceConfig(seed=2, initial_customers=200)).write_landing(tmp_path, [START])
     assert {table: path.read_bytes() for table, path in paths.items()} == before

@@ -3,15 +3,16 @@ that cannot be silently moved, and a model card without blank groups."""
 
 from datetime import date
 
+from mlops_assets.lakehouse.catalog import PREDICTIONS
 from mlops_assets.lakehouse.delta_io import NO_COMMIT, DeltaLakehouse
-from mlops_assets.lakehouse.tables import TableLocator, TableRef
+from mlops_assets.lakehouse.tables import TableLocator
 
 DAY1, DAY2, EMPTY_DAY = date(2026, 5, 1), date(2026, 5, 2), date(2026, 5, 8)
 
 
 def test_replace_partitions_reports_the_commit_it_made_never_an_earlier_one(spark, tmp_path):
     delta = DeltaLakehouse(spark, TableLocator(str(tmp_path)))
-    ref = TableRef("ml", "predictions")
+    ref = PREDICTIONS
     rows = spark.createDataFrame([(1, DAY1), (2, DAY1), (3, DAY2)], "x int, _partition_date date")
     first = delta.replace_partitions(rows, ref, DAY1, DAY2)
     assert (first.version, first.operation, first.num_output_rows) == (0, "WRITE", 3)

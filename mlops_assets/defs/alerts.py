@@ -112,3 +112,5 @@ def check_failure_alert_sensor(context: dg.SensorEvaluationContext, alerts: Aler
 
 
 alert_sensors = [run_failure_alert_sensor, check_failure_alert_sensor]
+
+defs = dg.Definitions(sensors=alert_sensors)

@@ -8,7 +8,7 @@ from mlops_assets.defs.common import max_runtime
 from mlops_assets.defs.evaluation import evaluation_report
 from mlops_assets.defs.features import churn_features
 from mlops_assets.defs.gold import gold_dbt_models
-from mlops_assets.defs.ingestion import LANDING_FILES, bronze_assets
+from mlops_assets.defs.ingestion import LANDING_KEY, bronze_assets
 from mlops_assets.defs.monitoring import DRIFT_REPORT_KEY, REFERENCE_PROFILE_KEY
 from mlops_assets.defs.registry import champion
 from mlops_assets.defs.scoring import predictions
@@ -19,7 +19,7 @@ from mlops_assets.partitions import daily_partitions
 daily_lakehouse_job = dg.define_asset_job(
     name="daily_lakehouse",
     selection=dg.AssetSelection.assets(
-        LANDING_FILES, *bronze_assets, *silver_assets, gold_dbt_models, churn_features
+        LANDING_KEY, *bronze_assets, *silver_assets, gold_dbt_models, churn_features
     ),
     partitions_def=daily_partitions,
     tags=max_runtime(hours=3),
@@ -53,12 +53,21 @@ weekly_training_schedule = dg.ScheduleDefinition(
     job=training_job, cron_schedule="0 4 * * 1", execution_timezone="UTC", name="weekly_training_schedule"
 )
 
+# A day's silver partition is late when it is missing at 09:00 UTC the next morning (the load runs at 01:00).
+SILVER_FRESHNESS_DEADLINE_CRON = "0 9 * * *"
 silver_freshness_checks = dg.build_time_partition_freshness_checks(
-    assets=SILVER_KEYS, deadline_cron="0 9 * * *", timezone="UTC"
+    assets=SILVER_KEYS, deadline_cron=SILVER_FRESHNESS_DEADLINE_CRON, timezone="UTC"
 )
 gold_freshness_checks = dg.build_last_update_freshness_checks(
     assets=[gold_dbt_models], lower_bound_delta=timedelta(hours=26)
 )
 freshness_sensor = dg.build_sensor_for_freshness_checks(
     freshness_checks=[*silver_freshness_checks, *gold_freshness_checks]
+)
+
+defs = dg.Definitions(
+    asset_checks=[*silver_freshness_checks, *gold_freshness_checks],
+    jobs=[daily_lakehouse_job, training_job, scoring_job],
+    schedules=[daily_lakehouse_schedule, daily_scoring_schedule, weekly_training_schedule],
+    sensors=[freshness_sensor],
 )

@@ -5,6 +5,7 @@ import functools
 import importlib.metadata
 import subprocess
 from datetime import date, timedelta
+from pathlib import Path
 
 import dagster as dg
 from pyspark.sql import DataFrame
@@ -33,11 +34,16 @@ PREVIEW_ROWS = 5
 
 
 @functools.cache
-def code_version() -> str:
-    """The git commit of the code that ran, for lineage; the package version outside a checkout."""
+def git_revision() -> str:
+    """The git commit of the checkout this package runs from (logged as the model's ``code_version`` for
+    lineage; not Dagster's asset code version); the package version outside a checkout."""
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
         )
         if out.returncode == 0:
             return out.stdout.strip()

@@ -3,20 +3,16 @@ rendered in the UI and logged to MLflow with a model card; and the blocking prom
 
 import json
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 import mlflow
 from mlflow import MlflowClient
-from pydantic import Field
-from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from mlops_assets.defs import groups
 from mlops_assets.defs.common import OWNER, png_markdown
 from mlops_assets.defs.training import SPLIT, read_training_set
-from mlops_assets.lakehouse.tables import TableRef
+from mlops_assets.ml.audit import append_audit
 from mlops_assets.ml.evaluation import evaluate, model_card
 from mlops_assets.ml.mlflow_model import (
     CHALLENGER,
@@ -26,73 +22,17 @@ from mlops_assets.ml.mlflow_model import (
     require_alias,
     validate_artifact,
 )
-from mlops_assets.ml.promotion import PromotionPolicy, decide_promotion
-from mlops_assets.ml.promotion_ledger import GATE_PASSED, REFUSED, AuditRecord, stale_evaluation
-from mlops_assets.resources import FeatureSetResource, LakehouseResource, MlflowTrackingResource
-
-EVALUATION_KEY = dg.AssetKey(["ml", "evaluation_report"])
-AUDIT = TableRef("ml", "promotion_audit")
-DECISION_INPUTS = "evaluation/decision_inputs.json"
-AUDIT_SCHEMA = T.StructType(
-    [
-        T.StructField("model_name", T.StringType()),
-        T.StructField("decision", T.StringType()),
-        T.StructField("from_version", T.StringType()),
-        T.StructField("to_version", T.StringType()),
-        T.StructField("reasons", T.ArrayType(T.StringType())),
-        T.StructField("decided_at", T.TimestampType()),
-        T.StructField("dagster_run_id", T.StringType()),
-    ]
+from mlops_assets.ml.promotion import decide_promotion
+from mlops_assets.ml.promotion_ledger import GATE_PASSED, REFUSED, stale_evaluation
+from mlops_assets.resources import (
+    FeatureSetResource,
+    LakehouseResource,
+    MlflowTrackingResource,
+    PromotionPolicyResource,
 )
 
-
-class PromotionPolicyConfig(dg.ConfigurableResource):
-    """Thresholds the challenger must meet to become champion. Bounded: a margin of 5 would let any model
-    replace any champion, a negative ECE bound would refuse every model."""
-
-    non_inferiority_margin: float = Field(
-        default=0.01, ge=0, le=0.2, description="ROC-AUC points the challenger may trail the champion by"
-    )
-    min_lift_over_baseline: float = Field(default=0.02, ge=0, le=0.5, description="ROC-AUC over the baseline")
-    max_ece: float = Field(default=0.1, gt=0, le=1, description="expected calibration error")
-    min_demographic_parity_ratio: float = Field(default=0.6, ge=0, le=1)
-    max_equal_opportunity_difference: float = Field(default=0.25, ge=0, le=1)
-
-    def policy(self) -> PromotionPolicy:
-        return PromotionPolicy(
-            non_inferiority_margin=self.non_inferiority_margin,
-            min_lift_over_baseline=self.min_lift_over_baseline,
-            max_ece=self.max_ece,
-            min_demographic_parity_ratio=self.min_demographic_parity_ratio,
-            max_equal_opportunity_difference=self.max_equal_opportunity_difference,
-        )
-
-
-def append_audit(
-    lakehouse: LakehouseResource,
-    model_name: str,
-    decision: str,
-    from_version: str | None,
-    to_version: str | None,
-    reasons: list[str],
-    run_id: str,
-) -> None:
-    """Every promotion, refusal and rollback, appended (never rewritten)."""
-    delta = lakehouse.delta()
-    row = (model_name, decision, from_version, to_version, reasons, datetime.now(UTC), run_id)
-    delta.append(delta.spark.createDataFrame([row], AUDIT_SCHEMA), AUDIT)
-
-
-def read_audit(lakehouse: LakehouseResource, model_name: str) -> list[AuditRecord]:
-    """The model's ledger rows (none before the first decision)."""
-    delta = lakehouse.delta()
-    if not delta.exists(AUDIT):
-        return []
-    rows = delta.read(AUDIT).where(F.col("model_name") == model_name).collect()
-    return [
-        AuditRecord(r["decision"], r["from_version"], r["to_version"], r["dagster_run_id"], r["decided_at"])
-        for r in rows
-    ]
+EVALUATION_KEY = dg.AssetKey(["ml", "evaluation_report"])
+DECISION_INPUTS = "evaluation/decision_inputs.json"
 
 
 def run_lineage(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[str]:
@@ -225,7 +165,7 @@ def promotion_gate(
     lakehouse: LakehouseResource,
     feature_set: FeatureSetResource,
     mlflow_tracking: MlflowTrackingResource,
-    promotion_policy: PromotionPolicyConfig,
+    promotion_policy: PromotionPolicyResource,
 ) -> dg.AssetCheckResult:
     name = mlflow_tracking.model_name
     challenger_version = evaluated_version(context.instance, run_lineage(context.instance, context.run))
@@ -247,7 +187,7 @@ def promotion_gate(
     passed = decision.promote and not problems and not stale
     # The verdict, bound to the exact version and run: ml/champion promotes only what this row passed.
     append_audit(
-        lakehouse,
+        lakehouse.delta(),
         name,
         GATE_PASSED if passed else REFUSED,
         champion_version,
@@ -264,3 +204,6 @@ def promotion_gate(
             "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in reasons)),
         },
     )
+
+
+defs = dg.Definitions(assets=[evaluation_report], asset_checks=[promotion_gate])

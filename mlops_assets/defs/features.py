@@ -11,15 +11,12 @@ from mlops_assets.defs.common import (
     partition_days,
     read_run_partitions,
 )
-from mlops_assets.lakehouse.features import FEATURES_TABLE as FEATURES
+from mlops_assets.lakehouse.catalog import FEATURES, GOLD
 from mlops_assets.lakehouse.features import as_of_frame, build_features, leakage_violations
-from mlops_assets.lakehouse.tables import TableRef
 from mlops_assets.partitions import daily_partitions, single_run_backfill
 from mlops_assets.resources import LakehouseResource
 
-GOLD_INPUTS = {
-    name: TableRef("gold", name) for name in ("customer_history", "fct_usage_daily", "fct_billing_events")
-}
+GOLD_INPUTS = {name: GOLD[name] for name in ("customer_history", "fct_usage_daily", "fct_billing_events")}
 
 
 @dg.asset(
@@ -66,3 +63,6 @@ def point_in_time(
 ) -> dg.AssetCheckResult:
     violations = leakage_violations(read_run_partitions(context, lakehouse, FEATURES))
     return dg.AssetCheckResult(passed=violations == 0, metadata={"rows_using_future_data": violations})
+
+
+defs = dg.Definitions(assets=[churn_features], asset_checks=[point_in_time])

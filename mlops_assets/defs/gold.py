@@ -1,6 +1,6 @@
 """Gold: dbt models over silver, loaded as assets through dagster-dbt; dbt tests become asset checks."""
 
-import os
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,11 +17,7 @@ from mlops_assets.defs import groups
 from mlops_assets.defs.common import IDEMPOTENT_RETRY, OWNER
 from mlops_assets.lakehouse.spark import delta_package
 from mlops_assets.partitions import daily_partitions, single_run_backfill
-from mlops_assets.resources import LakehouseResource
-from mlops_assets.settings import DBT_PROJECT_DIR
-
-dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
-dbt_project.prepare_if_dev()  # `dagster dev` re-parses the project; elsewhere `make` builds the manifest
+from mlops_assets.resources import LakehouseResource, dbt_project
 
 # Only one dbt step at a time may hold dbt's Derby metastore (see dbt_project/profiles.yml).
 DBT_POOL = "dbt"
@@ -64,13 +60,17 @@ translator = LakehouseDbtTranslator(settings=DagsterDbtTranslatorSettings(enable
 )
 def gold_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, lakehouse: LakehouseResource):
     """Build (run + test) the gold models over all of silver. dbt runs as a subprocess with its own JVM."""
-    # The dbt subprocess reads the lakehouse root and Delta jar from its environment.
-    os.environ["LAKEHOUSE_ROOT"] = lakehouse.root
-    os.environ["MLOPS_DELTA_PACKAGE"] = delta_package()
-    invocation = dbt.cli(["build"], context=context, raise_on_error=False)
+    invocation = dbt.cli(["build", "--vars", dbt_vars(lakehouse.root)], context=context, raise_on_error=False)
     yield from invocation.stream()
     if not invocation.is_successful():
         raise dbt_failure(invocation.process.returncode)
+
+
+def dbt_vars(lakehouse_root: str) -> str:
+    """What this dbt call needs to know, as its ``--vars``: where the lakehouse is and which Delta jar its
+    Spark session loads. Passed to the one call, never through the process' environment (which every other
+    step and thread of the run shares)."""
+    return json.dumps({"lakehouse_root": lakehouse_root, "delta_package": delta_package()})
 
 
 def dbt_failure(returncode: int) -> dg.Failure:
@@ -83,3 +83,6 @@ def dbt_failure(returncode: int) -> dg.Failure:
         "checks; not retried, since it would fail the same way",
         allow_retries=False,
     )
+
+
+defs = dg.Definitions(assets=[gold_dbt_models])

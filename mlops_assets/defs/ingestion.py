@@ -6,17 +6,17 @@ import dagster as dg
 
 from mlops_assets.defs import groups
 from mlops_assets.defs.common import IDEMPOTENT_RETRY, OWNER, delta_metadata, partition_days
+from mlops_assets.lakehouse.catalog import BRONZE
 from mlops_assets.lakehouse.entities import ENTITIES, EntitySpec
 from mlops_assets.lakehouse.ingest import LandingFileError, LandingSchemaError, landing_files, to_bronze
-from mlops_assets.lakehouse.tables import TableRef
 from mlops_assets.partitions import daily_partitions, single_run_backfill
 from mlops_assets.resources import LakehouseResource, SyntheticSourceResource
 
-LANDING_FILES = dg.AssetKey(["landing", "daily_files"])
+LANDING_KEY = dg.AssetKey(["landing", "daily_files"])
 
 
 @dg.asset(
-    key=LANDING_FILES,
+    key=LANDING_KEY,
     group_name=groups.LANDING,
     partitions_def=daily_partitions,
     backfill_policy=single_run_backfill,
@@ -44,11 +44,11 @@ def landing_daily_files(
 
 
 def build_bronze_asset(spec: EntitySpec) -> dg.AssetsDefinition:
-    ref = TableRef("bronze", spec.name)
+    ref = BRONZE[spec.name]
 
     @dg.asset(
         key=ref.asset_key_path,
-        deps=[LANDING_FILES],
+        deps=[LANDING_KEY],
         group_name=groups.BRONZE,
         partitions_def=daily_partitions,
         backfill_policy=single_run_backfill,
@@ -89,3 +89,5 @@ def build_bronze_asset(spec: EntitySpec) -> dg.AssetsDefinition:
 
 
 bronze_assets = [build_bronze_asset(spec) for spec in ENTITIES.values()]
+
+defs = dg.Definitions(assets=[landing_daily_files, *bronze_assets])

@@ -25,3 +25,6 @@ def end_mlflow_runs_of_failed_runs(
         return dg.SkipReason(f"run {run_id} left no MLflow run open")
     context.log.info(f"run {run_id} left {len(ended)} MLflow run(s) RUNNING; ended as KILLED: {ended}")
     return None
+
+
+defs = dg.Definitions(sensors=[end_mlflow_runs_of_failed_runs])

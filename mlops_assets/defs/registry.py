@@ -5,7 +5,8 @@ import dagster as dg
 
 from mlops_assets.defs import groups
 from mlops_assets.defs.common import OWNER, max_runtime
-from mlops_assets.defs.evaluation import EVALUATION_KEY, append_audit, read_audit, run_lineage
+from mlops_assets.defs.evaluation import EVALUATION_KEY, run_lineage
+from mlops_assets.ml.audit import append_audit, read_audit
 from mlops_assets.ml.mlflow_model import CHALLENGER, CHAMPION, alias_version, delete_alias, set_alias
 from mlops_assets.ml.promotion_ledger import (
     ALREADY_CHAMPION,
@@ -38,21 +39,29 @@ def champion(
     current = alias_version(name, CHAMPION)
     try:
         plan = plan_promotion(
-            read_audit(lakehouse, name), run_lineage(context.instance, context.run), current, name
+            read_audit(lakehouse.delta(), name), run_lineage(context.instance, context.run), current, name
         )
     except PromotionBlocked as blocked:
-        append_audit(lakehouse, name, PROMOTION_BLOCKED, current, blocked.version, [str(blocked)], run_id)
+        append_audit(
+            lakehouse.delta(), name, PROMOTION_BLOCKED, current, blocked.version, [str(blocked)], run_id
+        )
         raise dg.Failure(description=str(blocked), allow_retries=False) from None
     gate = f"promotion_gate passed v{plan.version} in run {plan.gate_run_id}"
     if plan.noop:
         append_audit(
-            lakehouse, name, ALREADY_CHAMPION, current, plan.version, [gate, "already @champion"], run_id
+            lakehouse.delta(),
+            name,
+            ALREADY_CHAMPION,
+            current,
+            plan.version,
+            [gate, "already @champion"],
+            run_id,
         )
         context.log.info(f"{name}: v{plan.version} already is @{CHAMPION}; nothing moved")
     else:
         # Audit first: if setting the alias then fails, a re-run repeats a recorded promotion instead of
         # leaving a moved alias with no record of the champion it replaced (rollback needs that record).
-        append_audit(lakehouse, name, PROMOTED, current, plan.version, [gate], run_id)
+        append_audit(lakehouse.delta(), name, PROMOTED, current, plan.version, [gate], run_id)
         set_alias(name, CHAMPION, plan.version)
         context.log.info(f"{name}: @{CHAMPION} {current} -> {plan.version}")
     return dg.MaterializeResult(
@@ -73,7 +82,9 @@ def restore_previous_champion(
     name = mlflow_tracking.model_name
     current = alias_version(name, CHAMPION)
     try:
-        records = read_audit(lakehouse, name) if current else []  # no champion: no need to read the ledger
+        records = (
+            read_audit(lakehouse.delta(), name) if current else []
+        )  # no champion: no need to read the ledger
         target = rollback_target(records, current, name)
     except RollbackBlocked as blocked:
         raise dg.Failure(description=str(blocked), allow_retries=False) from None
@@ -83,7 +94,7 @@ def restore_previous_champion(
         delete_alias(name, CHALLENGER)
         reasons.append(f"removed @{CHALLENGER} from v{current}")
     set_alias(name, CHAMPION, target)
-    append_audit(lakehouse, name, ROLLBACK, current, target, reasons, context.run.run_id)
+    append_audit(lakehouse.delta(), name, ROLLBACK, current, target, reasons, context.run.run_id)
     context.log.info(f"{name}: @{CHAMPION} rolled back {current} -> {target}")
     return target
 
@@ -94,3 +105,6 @@ def restore_previous_champion(
 )
 def rollback_champion() -> None:
     restore_previous_champion()
+
+
+defs = dg.Definitions(assets=[champion], jobs=[rollback_champion])

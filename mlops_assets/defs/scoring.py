@@ -4,25 +4,18 @@ shadow scores beside them when one exists."""
 from datetime import UTC, date, datetime
 
 import dagster as dg
-import pandas as pd
 from pyspark.sql import functions as F
 
 from mlops_assets.defs import groups
 from mlops_assets.defs.common import IDEMPOTENT_RETRY, OWNER, delta_metadata, partition_days
-from mlops_assets.lakehouse.features import FEATURES_TABLE
-from mlops_assets.lakehouse.tables import TableRef
+from mlops_assets.lakehouse.catalog import FEATURES, PREDICTIONS
 from mlops_assets.ml.mlflow_model import CHALLENGER, CHAMPION, alias_version, load_churn_model, require_alias
-from mlops_assets.ml.training import ChurnModel
+from mlops_assets.ml.scoring import score_partition
 from mlops_assets.partitions import daily_partitions, single_run_backfill
 from mlops_assets.resources import FeatureSetResource, LakehouseResource, MlflowTrackingResource
 
-PREDICTIONS = TableRef("ml", "predictions")
 PREDICTIONS_KEY = dg.AssetKey(PREDICTIONS.asset_key_path)
-FEATURES_KEY = dg.AssetKey(FEATURES_TABLE.asset_key_path)
-PREDICTION_SCHEMA = (
-    "entity string, as_of date, score double, predicted_label int, model_name string, model_version string, "
-    "shadow_score double, shadow_model_version string"
-)
+FEATURES_KEY = dg.AssetKey(FEATURES.asset_key_path)
 
 
 class MissingFeaturesError(ValueError):
@@ -43,39 +36,6 @@ def missing_features_message(missing: list[date], source: str, external: bool) -
         else f"materialize {'that partition' if len(missing) == 1 else 'those partitions'} with daily_lakehouse first"
     )
     return f"{PREDICTIONS_KEY.to_user_string()}: no rows in {source} for {days} ({fix})"
-
-
-def score_partition(
-    features,
-    contract,
-    model_name: str,
-    champion: dict,
-    champion_version: str,
-    shadow: dict | None,
-    shadow_version: str | None,
-):
-    """Score a Spark DataFrame of features with mapInPandas: the model travels as a small JSON dict."""
-    key, as_of, names = contract.entity_key, contract.as_of, contract.feature_names
-
-    def predict(batches):
-        model = ChurnModel.from_dict(champion)
-        shadow_model = ChurnModel.from_dict(shadow) if shadow else None
-        for batch in batches:
-            scores = model.predict_proba(batch[names])
-            yield pd.DataFrame(
-                {
-                    "entity": batch[key].astype(str),
-                    "as_of": batch[as_of],
-                    "score": scores,
-                    "predicted_label": (scores >= model.threshold).astype("int32"),
-                    "model_name": model_name,
-                    "model_version": champion_version,
-                    "shadow_score": shadow_model.predict_proba(batch[names]) if shadow_model else None,
-                    "shadow_model_version": shadow_version,
-                }
-            )
-
-    return features.select(key, as_of, *names).mapInPandas(predict, PREDICTION_SCHEMA)
 
 
 @dg.asset(
@@ -136,3 +96,6 @@ def predictions(
             shadow_model_version=shadow_version or "none",
         )
     )
+
+
+defs = dg.Definitions(assets=[predictions])

@@ -14,6 +14,7 @@ from mlops_assets.defs.common import (
     partition_days,
     read_run_partitions,
 )
+from mlops_assets.lakehouse.catalog import BRONZE, QUARANTINE, SILVER
 from mlops_assets.lakehouse.entities import ENTITIES, EntitySpec
 from mlops_assets.lakehouse.ingest import try_cast
 from mlops_assets.lakehouse.quality import split_silver
@@ -26,7 +27,7 @@ TOP_RULES = 10
 
 
 def _refs(spec: EntitySpec) -> tuple[TableRef, TableRef, TableRef]:
-    return TableRef("bronze", spec.name), TableRef("silver", spec.name), TableRef("quarantine", spec.name)
+    return BRONZE[spec.name], SILVER[spec.name], QUARANTINE[spec.name]
 
 
 def build_silver_assets(spec: EntitySpec) -> dg.AssetsDefinition:
@@ -207,4 +208,6 @@ def build_silver_checks(spec: EntitySpec) -> list[dg.AssetChecksDefinition]:
 
 silver_assets = [build_silver_assets(spec) for spec in ENTITIES.values()]
 silver_checks = [check for spec in ENTITIES.values() for check in build_silver_checks(spec)]
-SILVER_KEYS = [dg.AssetKey(TableRef("silver", name).asset_key_path) for name in ENTITIES]
+SILVER_KEYS = [dg.AssetKey(ref.asset_key_path) for ref in SILVER.values()]
+
+defs = dg.Definitions(assets=silver_assets, asset_checks=silver_checks)

@@ -7,13 +7,9 @@ import pandas as pd
 from pyspark.sql import functions as F
 
 from mlops_assets.defs import groups
-from mlops_assets.defs.common import OWNER, code_version
-from mlops_assets.lakehouse.features import (
-    FEATURES_TABLE,
-    LABEL_HORIZON_DAYS,
-    churn_labels,
-)
-from mlops_assets.lakehouse.tables import TableRef
+from mlops_assets.defs.common import OWNER, git_revision
+from mlops_assets.lakehouse.catalog import BILLING, FEATURES, TRAINING_SET
+from mlops_assets.lakehouse.features import churn_labels, labelled_as_of_dates
 from mlops_assets.ml.leakage import SUSPICIOUS_AUC, single_feature_auc, suspicious_features
 from mlops_assets.ml.mlflow_model import CHALLENGER, log_and_register, set_alias
 from mlops_assets.ml.training import (
@@ -30,8 +26,6 @@ from mlops_assets.resources import (
     TrainingConfig,
 )
 
-TRAINING_SET = TableRef("ml", "training_set")
-BILLING = TableRef("gold", "fct_billing_events")
 SPLIT = "split"
 
 
@@ -42,7 +36,7 @@ def read_training_set(lakehouse: LakehouseResource) -> pd.DataFrame:
 
 @dg.asset(
     key=TRAINING_SET.asset_key_path,
-    deps=[dg.AssetKey(FEATURES_TABLE.asset_key_path), dg.AssetKey(BILLING.asset_key_path)],
+    deps=[dg.AssetKey(FEATURES.asset_key_path), dg.AssetKey(BILLING.asset_key_path)],
     group_name=groups.TRAINING,
     kinds={"spark", "delta"},
     owners=[OWNER],
@@ -59,20 +53,13 @@ def training_set(
         # Built-in features: label from billing, only where the whole label window is already known.
         billing = delta.read(BILLING)
         first_known, last_known = billing.agg(F.min("available_date"), F.max("available_date")).first()
-        # As-of dates need a full usage window behind them (warm-up) and a closed label window after them.
-        dates = sorted(
-            r[0]
-            for r in features.select("as_of").distinct().collect()
-            if (last_known - r[0]).days >= LABEL_HORIZON_DAYS
-            and (r[0] - first_known).days >= feature_set.warmup_days
+        sampled = labelled_as_of_dates(
+            [r[0] for r in features.select("as_of").distinct().collect()],
+            first_known,
+            last_known,
+            feature_set.warmup_days,
+            feature_set.as_of_every_days,
         )
-        sampled = dates[::-1][:: feature_set.as_of_every_days][::-1]  # every Nth day, ending at the newest
-        if len(sampled) < 3:
-            raise ValueError(
-                f"training_set: only {len(sampled)} as-of date(s) have a closed {LABEL_HORIZON_DAYS}-day label "
-                f"window (features through {dates[-1] if dates else None}, data through {last_known}); "
-                "backfill more days"
-            )
         features = churn_labels(features.where(F.col("as_of").isin(sampled)), billing)
     pdf = features.select(*contract.columns).toPandas()
     contract.validate_frame(pdf)
@@ -169,7 +156,7 @@ def churn_model(
                 "feature_set": contract.name,
                 "feature_set_fingerprint": contract.fingerprint(),
                 "dataset_fingerprint": dataset_fingerprint,
-                "code_version": code_version(),
+                "code_version": git_revision(),
             }
         )
         # The exact rows (train, valid and test splits) this run learnt from, as an MLflow dataset: its name
@@ -216,7 +203,7 @@ def churn_model(
                 "feature_set": f"{contract.name} v{contract.version}",
                 "feature_set_fingerprint": contract.fingerprint(),
                 "dataset_fingerprint": dataset_fingerprint,
-                "code_version": code_version(),
+                "code_version": git_revision(),
                 "seed": str(config.seed),
             },
         )
@@ -235,3 +222,6 @@ def churn_model(
             "best_params": dg.MetadataValue.json(result.best_params),
         }
     )
+
+
+defs = dg.Definitions(assets=[training_set, churn_model], asset_checks=[no_single_feature_leak])

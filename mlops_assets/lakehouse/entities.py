@@ -8,7 +8,7 @@ what silver kept.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,6 @@ class EntitySpec:
     event_date_column: str | None = None
     max_lateness_days: int = 7
     description: str = ""
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def column_names(self) -> list[str]:

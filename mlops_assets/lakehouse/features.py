@@ -14,29 +14,10 @@ from datetime import date
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from mlops_assets.lakehouse.tables import TableRef
-
-FEATURES_TABLE = TableRef("features", "churn_features")
 LABEL = "churned_30d"
 LABEL_HORIZON_DAYS = 30
 USAGE_WINDOW_DAYS = 28
 BILLING_WINDOW_DAYS = 60
-NUMERICAL_FEATURES = (
-    "tenure_days",
-    "age",
-    "monthly_fee",
-    "minutes_7d",
-    "minutes_28d",
-    "sessions_7d",
-    "sessions_28d",
-    "active_days_28d",
-    "tickets_28d",
-    "usage_trend",
-    "days_since_last_use",
-    "payment_failures_60d",
-    "refunds_60d",
-)
-CATEGORICAL_FEATURES = ("plan", "region", "acquisition_channel", "main_device")
 
 
 def as_of_frame(spark: SparkSession, as_of_dates: Sequence[date]) -> DataFrame:
@@ -163,3 +144,24 @@ def leakage_violations(features: DataFrame) -> int:
         (F.col("max_event_date_used") >= F.col("as_of"))
         | (F.col("max_available_date_used") >= F.col("as_of"))
     ).count()
+
+
+def labelled_as_of_dates(
+    as_of_dates: Sequence[date], first_known: date, last_known: date, warmup_days: int, every_days: int
+) -> list[date]:
+    """The as-of dates a training set may use: a full usage window behind them (``warmup_days`` after the
+    first data) and a closed label window after them (``LABEL_HORIZON_DAYS`` before the last), sampled every
+    ``every_days``-th day ending at the newest. ValueError naming the dates when fewer than 3 remain."""
+    dates = sorted(
+        d
+        for d in as_of_dates
+        if (last_known - d).days >= LABEL_HORIZON_DAYS and (d - first_known).days >= warmup_days
+    )
+    sampled = dates[::-1][::every_days][::-1]  # every Nth day, ending at the newest
+    if len(sampled) < 3:
+        raise ValueError(
+            f"training_set: only {len(sampled)} as-of date(s) have a closed {LABEL_HORIZON_DAYS}-day label "
+            f"window (features through {dates[-1] if dates else None}, data through {last_known}); "
+            "backfill more days"
+        )
+    return sampled

@@ -11,10 +11,10 @@ import getpass
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from mlops_assets.lakehouse.catalog import TABLE_RESTORES
 from mlops_assets.lakehouse.delta_io import DeltaLakehouse, HistoryEntry
 from mlops_assets.lakehouse.tables import TableRef
 
-RESTORES = TableRef("monitoring", "table_restores")
 RESTORES_SCHEMA = (
     "table string, from_version long, to_version long, restore_commit long, rows_before long, "
     "rows_after long, restored_by string, reason string, restored_at timestamp"
@@ -81,7 +81,7 @@ def restore_table(delta: DeltaLakehouse, name: str, version: int, reason: str) -
             datetime.now(UTC),
         )
     ]
-    delta.append(delta.spark.createDataFrame(row, RESTORES_SCHEMA), RESTORES)
+    delta.append(delta.spark.createDataFrame(row, RESTORES_SCHEMA), TABLE_RESTORES)
     return RestoreResult(ref, current, version, commit.version, rows_before, rows_after)
 
 

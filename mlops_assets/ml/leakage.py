@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.ml.contract import FeatureSetContract
-from mlops_assets.ml.evaluation import roc_auc
+from mlops_assets.ml.metrics import roc_auc
 
 SUSPICIOUS_AUC = 0.95
 

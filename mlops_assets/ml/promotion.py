@@ -16,13 +16,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-_HIGHER_IS_BETTER: dict[str, bool] = {
-    "roc_auc": True,
-    "pr_auc": True,
-    "f1": True,
-    "log_loss": False,
-    "brier": False,
-}
+from mlops_assets.ml.metrics import HIGHER_IS_BETTER
 
 
 @dataclass(frozen=True)
@@ -40,9 +34,9 @@ class PromotionPolicy:
     require_fairness: bool = False
 
     def __post_init__(self) -> None:
-        if self.primary_metric not in _HIGHER_IS_BETTER:
+        if self.primary_metric not in HIGHER_IS_BETTER:
             raise ValueError(
-                f"primary_metric {self.primary_metric!r} is not one of {sorted(_HIGHER_IS_BETTER)}"
+                f"primary_metric {self.primary_metric!r} is not one of {sorted(HIGHER_IS_BETTER)}"
             )
         if self.non_inferiority_test not in ("point", "paired_ci"):
             raise ValueError("non_inferiority_test must be 'point' or 'paired_ci'")
@@ -86,7 +80,7 @@ def decide_promotion(
     one), calibration, and the two fairness bounds."""
     policy = policy or PromotionPolicy()
     m = policy.primary_metric
-    higher = _HIGHER_IS_BETTER[m]
+    higher = HIGHER_IS_BETTER[m]
     sign = 1.0 if higher else -1.0
     checks: dict[str, bool] = {}
     reasons: list[str] = []

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import chi2
 
 from mlops_assets.monitoring.profile import (
     CategoricalProfile,
@@ -135,55 +136,12 @@ def ks_binned(reference_counts: Sequence[int], current_counts: Sequence[int]) ->
 
 
 def chi2_sf(x: float, dof: int) -> float:
-    """Survival function of the chi-square distribution: scipy's when installed, else our own.
-
-    The fallback is the regularised upper incomplete gamma Q(dof/2, x/2): its power series below
-    a + 1 and its continued fraction (modified Lentz) above, both converging to double precision.
-    """
+    """Survival function of the chi-square distribution (scipy's), with the degenerate cases made explicit."""
     if x <= 0:
         return 1.0
     if dof <= 0:
         return 0.0
-    try:
-        from scipy.stats import chi2
-    except ImportError:
-        return _gamma_q(dof / 2.0, x / 2.0)
     return float(chi2.sf(x, dof))
-
-
-def _gamma_q(a: float, x: float) -> float:
-    """Regularised upper incomplete gamma function Q(a, x) for a > 0, x > 0."""
-    log_prefactor = a * math.log(x) - x - math.lgamma(a)
-    if x < a + 1.0:
-        # P(a, x) = x^a e^-x / Gamma(a + 1) * sum_n x^n / ((a + 1) ... (a + n))
-        term = total = 1.0 / a
-        ap = a
-        for _ in range(10_000):
-            ap += 1.0
-            term *= x / ap
-            total += term
-            if abs(term) < abs(total) * 1e-16:
-                break
-        return max(0.0, 1.0 - total * math.exp(log_prefactor))
-    # Q(a, x) = x^a e^-x / Gamma(a) * 1 / (x + 1 - a - 1 (1 - a) / (x + 3 - a - ...))
-    tiny = 1e-300
-    b = x + 1.0 - a
-    c = 1.0 / tiny
-    d = 1.0 / b
-    h = d
-    for i in range(1, 10_000):
-        an = -i * (i - a)
-        b += 2.0
-        d = an * d + b
-        d = tiny if abs(d) < tiny else d
-        c = b + an / c
-        c = tiny if abs(c) < tiny else c
-        d = 1.0 / d
-        delta = d * c
-        h *= delta
-        if abs(delta - 1.0) < 1e-16:
-            break
-    return min(1.0, math.exp(log_prefactor) * h)
 
 
 def chi_square(reference_counts: Sequence[int], current_counts: Sequence[int]) -> tuple[float, float]:

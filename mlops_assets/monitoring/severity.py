@@ -13,16 +13,14 @@ action, with every threshold configurable and every rule stated in code:
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from mlops_assets.monitoring.drift_stats import CurrentCounts, DriftResult, proportions
-from mlops_assets.monitoring.profile import ColumnProfile
+from mlops_assets.monitoring.drift_stats import DriftResult
 
 
 class Severity(StrEnum):
@@ -187,6 +185,13 @@ class DatasetSummary:
         }
 
 
+# The model's score is a key column of every drift report: prediction drift is the most direct signal that the
+# model now sees something else, so the score going critical makes the day's data drift significant on its
+# own, whatever the other columns do.
+SCORE_COLUMN = "score"
+KEY_COLUMNS = (SCORE_COLUMN,)
+
+
 def dataset_level(
     n_columns: int,
     n_drifted: int,
@@ -323,7 +328,6 @@ class DriftReport:
     metric_name: str = "metric"
     baseline_metric: float | None = None
     current_metric: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -334,7 +338,6 @@ class DriftReport:
             "baseline_metric": self.baseline_metric,
             "current_metric": self.current_metric,
             "summary": self.summary.to_dict(),
-            **({"extra": self.extra} if self.extra else {}),
         }
 
     def figures(self) -> dict[str, float | int]:
@@ -370,80 +373,3 @@ def build_report(
         baseline_metric=baseline_metric,
         current_metric=current_metric,
     )
-
-
-# --- rendering -------------------------------------------------------------------------------------------
-
-
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
-
-
-def _cell(text: str) -> str:
-    """Table-safe text: a pipe in a column name would split the Markdown row."""
-    return text.replace("|", "\\|")
-
-
-def render_markdown(report: DriftReport) -> str:
-    """The report as Markdown: the decision first, then one row per column, most severe first."""
-    s = report.summary
-    metric = ""
-    if report.baseline_metric is not None or report.current_metric is not None:
-        metric = f" ({report.metric_name} {_fmt(report.baseline_metric)} -> {_fmt(report.current_metric)})"
-    if report.performance_level is Level.PENDING:
-        metric += " -- the day's labels have not arrived; the action rests on data drift alone"
-    lines = [
-        f"## Drift report: {report.action}",
-        "",
-        f"- data drift: **{s.level}** -- {len(s.drifted_columns)}/{s.n_columns} columns drifted "
-        f"({_pct(s.drift_share)}), {len(s.critical_columns)} critical",
-        f"- performance drop: **{report.performance_level}**{metric}",
-        f"- rows: reference {s.reference_rows:,}, current {s.current_rows:,}",
-        "",
-        "| column | kind | severity | PSI | JS | KS | chi2 p | null rate ref -> cur | out of range | reasons |",
-        "|---|---|---|---:|---:|---:|---:|---|---:|---|",
-    ]
-    for a in s.columns:  # already sorted by severity, then PSI
-        r = a.result
-        p_value = "-" if r.chi2_p_value is None else f"{r.chi2_p_value:.2g}"
-        lines.append(
-            f"| {_cell(r.column)} | {r.kind} | {a.severity} | {_fmt(r.psi)} | {_fmt(r.js_distance)} "
-            f"| {_fmt(r.ks_statistic)} | {p_value} | {_pct(r.reference_null_rate)} -> {_pct(r.current_null_rate)} "
-            f"| {_pct(r.out_of_range_rate)} | {'; '.join(a.reasons) or '-'} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def histogram_png(profile_col: ColumnProfile, current_counts: CurrentCounts | Sequence[int]) -> bytes:
-    """Reference vs current bin proportions of one column as a PNG (for the most drifted columns).
-
-    Draws on an Agg canvas created here (no pyplot, no global backend switch), so it works in headless
-    workers and threads and leaves the process' matplotlib state alone.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    counts = current_counts.counts if isinstance(current_counts, CurrentCounts) else tuple(current_counts)
-    if len(counts) != profile_col.n_bins:
-        raise ValueError(f"{profile_col.name}: {len(counts)} counts for {profile_col.n_bins} bins")
-    ref, cur = proportions(profile_col.counts), proportions(counts)
-    labels = profile_col.bin_labels()
-    xs = range(len(labels))
-    fig = Figure(figsize=(max(6.0, 0.45 * len(labels)), 3.6), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    width = 0.4
-    ax.bar([x - width / 2 for x in xs], ref, width, label="reference", color="#4c72b0")
-    ax.bar([x + width / 2 for x in xs], cur, width, label="current", color="#dd8452")
-    ax.set_xticks(list(xs), labels, rotation=45, ha="right", fontsize=7)
-    ax.set_ylabel("share of non-null values")
-    ax.set_title(f"{profile_col.name} ({profile_col.kind})")
-    ax.legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()

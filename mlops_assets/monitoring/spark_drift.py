@@ -26,14 +26,36 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mlops_assets.monitoring.drift_stats import CurrentCounts, DriftResult, compute_drift
-from mlops_assets.monitoring.profile import ColumnProfile, NumericalProfile, ReferenceProfile, finite_or_none
-from mlops_assets.monitoring.severity import DatasetSummary, DriftThresholds, summarize_dataset
+from mlops_assets.monitoring.profile import (
+    DEFAULT_BINS,
+    DEFAULT_QUANTILE_RELATIVE_ERROR,
+    DEFAULT_QUANTILE_SAMPLE_ROWS,
+    DEFAULT_TOP_K,
+    CategoricalProfile,
+    ColumnProfile,
+    NumericalProfile,
+    ReferenceProfile,
+    check_disjoint,
+    finite_or_none,
+    quantile_edges,
+    top_k_vocabulary,
+)
+from mlops_assets.monitoring.severity import (
+    KEY_COLUMNS,
+    SCORE_COLUMN,
+    DatasetSummary,
+    DriftReport,
+    DriftThresholds,
+    PerformanceThresholds,
+    build_report,
+    summarize_dataset,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -248,3 +270,155 @@ def compute_drift_spark(
     results = {name: compute_drift(col, counts[name]) for name, col in profile.columns.items()}
     summary = summarize_dataset(results.values(), thresholds or DriftThresholds(), key_columns=key_columns)
     return SparkDriftOutcome(results=results, summary=summary)
+
+
+def day_report_spark(
+    profile: ReferenceProfile,
+    df: DataFrame,
+    thresholds: DriftThresholds,
+    performance_thresholds: PerformanceThresholds,
+    baseline_roc_auc: float | None,
+    current_roc_auc: float | None,
+) -> DriftReport:
+    """One day's drift report as the ``drift_report`` asset grades it: the model score is a key column
+    (``KEY_COLUMNS``), so its going critical alone makes the day's data drift significant."""
+    outcome = compute_drift_spark(profile, df, thresholds, key_columns=KEY_COLUMNS)
+    return build_report(outcome.summary, baseline_roc_auc, current_roc_auc, "roc_auc", performance_thresholds)
+
+
+AUC_BINS = 1000
+
+
+def binned_auc(
+    scored: DataFrame, label: str, score: str = SCORE_COLUMN, bins: int = AUC_BINS
+) -> float | None:
+    """ROC-AUC from a score histogram per class: bounded driver memory (2 x ``bins`` counts), any row count.
+    None when the rows hold only one class."""
+    bucket = f"LEAST(FLOOR({quote_identifier(score)} * {bins}), {bins - 1})"
+    counts = (
+        scored.selectExpr(f"{bucket} AS b", f"{quote_identifier(label)} AS y")
+        .groupBy("b", "y")
+        .count()
+        .collect()
+    )
+    pos, neg = [0] * bins, [0] * bins
+    for r in counts:
+        (pos if r["y"] == 1 else neg)[int(r["b"])] += r["count"]
+    n_pos, n_neg = sum(pos), sum(neg)
+    if not n_pos or not n_neg:
+        return None
+    below, total = 0, 0.0
+    for p, n in zip(pos, neg, strict=True):
+        total += p * (below + n / 2)  # positives beat the negatives below them, tie with their own bin
+        below += n
+    return total / (n_pos * n_neg)
+
+
+# --- Spark builder ---------------------------------------------------------------------------------------
+
+
+def build_profile_spark(
+    df: DataFrame,
+    numerical: Sequence[str],
+    categorical: Sequence[str],
+    n_bins: int = DEFAULT_BINS,
+    top_k: int = DEFAULT_TOP_K,
+    relative_error: float = DEFAULT_QUANTILE_RELATIVE_ERROR,
+    quantile_sample_rows: int | None = DEFAULT_QUANTILE_SAMPLE_ROWS,
+    seed: int = 0,
+) -> ReferenceProfile:
+    """Reference profile of a Spark DataFrame; only aggregates reach the driver.
+
+    1. the row count (for Parquet/Delta read from metadata, no column is read);
+    2. bin edges: ``percentile_approx`` of all numerical columns in one aggregation, over a uniform
+       sample of about ``quantile_sample_rows`` rows (None: all rows). Edges only choose the bins; the
+       counts below are exact, so a sample costs no accuracy that matters and saves most of the time
+       (sketching 20 columns x 1M rows took ~10 s on 2 cores, a 50k-row sample ~1 s);
+    3. (categorical columns only) one group-by over (column, value) pairs keeping the exact top K;
+    4. one aggregation counting every column over its bins and taking exact moments -- the very pass used
+       for the current data (``spark_drift.count_pass``), so reference and current are binned alike.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    check_disjoint(numerical, categorical)
+    rows = df.count()
+
+    quantiles: dict[str, list[float]] = {name: [] for name in numerical}
+    if numerical and rows:
+        sample = df
+        if quantile_sample_rows is not None and rows > quantile_sample_rows:
+            sample = df.sample(fraction=min(1.0, 1.2 * quantile_sample_rows / rows), seed=seed)
+        probs = [i / n_bins for i in range(1, n_bins)]
+        accuracy = max(1, round(1.0 / relative_error))
+        prob_sql = ", ".join(repr(p) for p in probs)
+        edges_row = sample.selectExpr(
+            *[
+                f"percentile_approx({numeric_sql(n)}, array({prob_sql}), {accuracy}) AS q{i}"
+                for i, n in enumerate(numerical)
+            ]
+        ).collect()[0]
+        quantiles = {name: list(edges_row[f"q{i}"] or []) for i, name in enumerate(numerical)}
+
+    vocab: dict[str, list[tuple[str, int]]] = {name: [] for name in categorical}
+    if categorical and rows:
+        triples = ", ".join(f"{j}, CAST({quote_identifier(n)} AS STRING)" for j, n in enumerate(categorical))
+        counted = (
+            df.selectExpr(f"stack({len(categorical)}, {triples}) AS (k, v)")
+            .where(F.col("v").isNotNull())
+            .groupBy("k", "v")
+            .count()
+        )
+        rank = F.row_number().over(Window.partitionBy("k").orderBy(F.desc("count"), F.asc("v")))
+        for r in counted.withColumn("rank", rank).where(F.col("rank") <= top_k).collect():
+            vocab[categorical[r["k"]]].append((r["v"], int(r["count"])))
+
+    skeleton: dict[str, ColumnProfile] = {}
+    for name in numerical:
+        edges = quantile_edges(quantiles[name])
+        skeleton[name] = NumericalProfile(
+            name=name,
+            edges=edges,
+            counts=(0,) * (len(edges) - 1),
+            null_count=0,
+            total=0,
+            min=None,
+            max=None,
+            mean=None,
+            std=None,
+        )
+    for name in categorical:
+        top = top_k_vocabulary(dict(vocab[name]), top_k)
+        skeleton[name] = CategoricalProfile(
+            name=name,
+            vocabulary=tuple(v for v, _ in top),
+            counts=(0,) * (len(top) + 1),
+            null_count=0,
+            total=0,
+        )
+    counted_bins = count_pass(
+        ReferenceProfile(columns=skeleton, row_count=rows, n_bins=n_bins, top_k=top_k),
+        df,
+        with_range=False,
+        moments=True,
+    )
+
+    columns: dict[str, ColumnProfile] = {}
+    for name, col in skeleton.items():
+        c = counted_bins[name]
+        common = {"counts": c.counts, "null_count": c.null_count, "total": c.total}
+        if isinstance(col, NumericalProfile):
+            lo, hi = finite_or_none(c.min), finite_or_none(c.max)
+            columns[name] = replace(
+                col,
+                **common,
+                min=lo,
+                max=hi,
+                mean=finite_or_none(c.mean),
+                std=finite_or_none(c.std),
+                valid_min=lo,
+                valid_max=hi,
+            )
+        else:
+            columns[name] = replace(col, **common)
+    return ReferenceProfile(columns=columns, row_count=rows, n_bins=n_bins, top_k=top_k)
