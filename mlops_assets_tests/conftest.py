@@ -36,6 +36,23 @@ def pytest_configure(config: pytest.Config) -> None:
     (_TMP / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
 
 
+# Layers, from the fixtures a test asks for: what needs the JVM, what runs the graph, and the rest (unit).
+SPARK_FIXTURES = {"spark", "test_resources", "test_defs", "lakehouse", "foundation_run"}
+GRAPH_FIXTURES = {"test_defs", "foundation_run"}
+PROCESS_MARKERS = {"faults", "security", "ui"}  # real processes: never unit
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & SPARK_FIXTURES:
+            item.add_marker(pytest.mark.spark)
+        if fixtures & GRAPH_FIXTURES:
+            item.add_marker(pytest.mark.graph)
+        if not fixtures & SPARK_FIXTURES and not {m.name for m in item.iter_markers()} & PROCESS_MARKERS:
+            item.add_marker(pytest.mark.unit)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(_TMP, ignore_errors=True)
 
