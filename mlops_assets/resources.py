@@ -5,16 +5,14 @@ The one direction: settings -> resources -> environment (binds them) -> definiti
 resource classes from here, never from another ``defs/`` module."""
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import date
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import dagster as dg
 import mlflow
 from dagster_dbt import DbtProject
-from dagster_mlflow.resources import MlFlow
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pyspark.sql import DataFrame, SparkSession
 
@@ -25,7 +23,7 @@ from mlops_assets.lakehouse.features import USAGE_WINDOW_DAYS
 from mlops_assets.lakehouse.spark import build_local_session
 from mlops_assets.lakehouse.tables import TableLocator
 from mlops_assets.ml.contract import FeatureSetContract
-from mlops_assets.ml.mlflow_runs import end_open_runs
+from mlops_assets.ml.mlflow_runs import dagster_parent_run, end_open_runs
 from mlops_assets.ml.promotion import PromotionPolicy
 from mlops_assets.monitoring.severity import DriftThresholds, PerformanceThresholds
 from mlops_assets.settings import DBT_PROJECT_DIR
@@ -160,9 +158,9 @@ class FeatureSetResource(dg.ConfigurableResource):
 
 
 class MlflowTrackingResource(dg.ConfigurableResource):
-    """MLflow tracking with dagster-mlflow's semantics: one parent MLflow run per Dagster run, shared by every
-    step of that run (found again by its ``dagster_run_id`` tag). Wraps dagster-mlflow's ``MlFlow`` so it is a
-    ConfigurableResource and so the experiment gets an artifact root beside the local store."""
+    """MLflow tracking: one parent MLflow run per Dagster run, shared by every step of that run (found again by
+    its ``dagster_run_id`` tag, the tag dagster-mlflow uses), in an experiment whose artifacts sit beside the
+    local store. ``client()`` hands out an ``MlflowClient`` bound to this store."""
 
     tracking_uri: str
     experiment_name: str = "churn"
@@ -172,8 +170,11 @@ class MlflowTrackingResource(dg.ConfigurableResource):
 
     def run_link(self, run_id: str) -> dg.MetadataValue:
         """The MLflow run as a link Dagster renders (a bare id is text a user has to copy and search for)."""
-        experiment_id = mlflow.MlflowClient().get_run(run_id).info.experiment_id
+        experiment_id = self.client().get_run(run_id).info.experiment_id
         return dg.MetadataValue.url(f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}")
+
+    def client(self) -> mlflow.MlflowClient:
+        return mlflow.MlflowClient(self.tracking_uri)
 
     def artifact_root(self) -> str | None:
         if self.tracking_uri.startswith("sqlite:///"):
@@ -198,33 +199,25 @@ class MlflowTrackingResource(dg.ConfigurableResource):
                 mlflow.create_experiment(self.experiment_name, artifact_location=self.artifact_root())
 
     @contextlib.contextmanager
-    def parent_run(self, context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext):
-        """The Dagster run's MLflow run, active for the block (dagster-mlflow resumes it in later steps)."""
+    def parent_run(self, context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> Iterator[str]:
+        """The Dagster run's MLflow run, active for the block (yields its id): created by the first step that
+        logs, resumed by the later ones; it ends FINISHED when the block does, FAILED when the block raises."""
         self.configure()
-        shim = SimpleNamespace(
-            log=context.log,
-            dagster_run=context.run,
-            run_id=context.run.run_id,
-            resource_config={
-                "experiment_name": self.experiment_name,
-                "mlflow_tracking_uri": self.tracking_uri,
-            },
-        )
-        tracker = MlFlow(shim)
-        # dagster-mlflow names the run after the job only; say which partitions and which Dagster run.
+        client = self.client()
+        experiment = client.get_experiment_by_name(self.experiment_name)
         name, note = describe_mlflow_run(context.run.job_name, context.run.run_id, context.run.tags)
-        mlflow.set_tags({"mlflow.runName": name, "mlflow.note.content": note})
-        try:
-            yield tracker
-        except BaseException:
-            # A failed step's run shows FAILED in MLflow (ending it plainly would mark it FINISHED).
-            mlflow.end_run(status="FAILED")
-            raise
-        mlflow.end_run()
+        run_id = dagster_parent_run(
+            client,
+            experiment.experiment_id,
+            context.run.run_id,
+            {"mlflow.runName": name, "mlflow.note.content": note},
+        )
+        with mlflow.start_run(run_id=run_id):
+            yield run_id
 
     def end_open_runs(self, dagster_run_id: str) -> list[str]:
         """End as KILLED the MLflow runs a dead Dagster run left RUNNING (its worker never got to end them)."""
-        return end_open_runs(mlflow.MlflowClient(self.tracking_uri), dagster_run_id)
+        return end_open_runs(self.client(), dagster_run_id)
 
 
 def describe_mlflow_run(job_name: str, run_id: str, tags: Mapping[str, str]) -> tuple[str, str]:

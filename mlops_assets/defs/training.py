@@ -110,8 +110,12 @@ def no_single_feature_leak(
 
 
 def _log_trial(trial: TrialResult) -> None:
-    """Each Optuna trial as a nested MLflow run under the Dagster run's parent run."""
-    with mlflow.start_run(run_name=f"trial-{trial.number:03d}", nested=True):
+    """Each Optuna trial as a nested MLflow run under the Dagster run's parent run, in the parent's experiment
+    (a nested run otherwise goes to MLflow's active experiment, which nothing here sets globally)."""
+    parent = mlflow.active_run()
+    with mlflow.start_run(
+        run_name=f"trial-{trial.number:03d}", nested=True, experiment_id=parent.info.experiment_id
+    ):
         mlflow.log_params(trial.params)
         mlflow.set_tags({"optuna_state": trial.state, "trial_number": trial.number})
         metrics = {"duration_s": trial.duration_s}
