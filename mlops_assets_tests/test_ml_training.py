@@ -11,15 +11,15 @@ import pytest
 from sklearn.metrics import f1_score, roc_auc_score
 
 from mlops_assets.ml.contract import ContractError, FeatureSetContract
+from mlops_assets.ml.metrics import choose_threshold
+from mlops_assets.ml.splits import temporal_split
 from mlops_assets.ml.training import (
     CategoryEncoder,
     ChurnModel,
     TrainingResult,
     TrialResult,
-    choose_threshold,
     predict_proba,
     prepare_matrix,
-    temporal_split,
     tune_and_train,
 )
 

@@ -33,6 +33,16 @@ METRIC_LABELS: dict[str, str] = {
 _EPS = 1e-15
 
 
+def _by_distinct_threshold(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scores sorted high to low, the index of the last row of each run of equal scores, and the true positives
+    counted down to it: predicting positive at score >= each distinct threshold flags ``last + 1`` rows, ``tp`` of
+    them right. One pass that the curve metrics and the threshold choice share."""
+    order = np.argsort(-s, kind="mergesort")
+    s_sorted, y_sorted = s[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(s_sorted)), len(s_sorted) - 1]
+    return s_sorted, last, np.cumsum(y_sorted)[last]
+
+
 # --- metrics ------------------------------------------------------------------------------------------------
 def roc_auc(y: np.ndarray, s: np.ndarray) -> float:
     """Mann-Whitney AUC with average ranks for ties; NaN when only one class is present."""
@@ -50,10 +60,7 @@ def average_precision(y: np.ndarray, s: np.ndarray) -> float:
     n_pos = float(y.sum())
     if n_pos == 0:
         return math.nan
-    order = np.argsort(-s, kind="mergesort")
-    s_sorted, y_sorted = s[order], y[order]
-    last = np.r_[np.flatnonzero(np.diff(s_sorted)), len(s_sorted) - 1]
-    tp = np.cumsum(y_sorted)[last]
+    _, last, tp = _by_distinct_threshold(y, s)
     precision = tp / (last + 1)
     recall = tp / n_pos
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
@@ -96,10 +103,26 @@ def as_float(x: Any) -> np.ndarray:
 
 def roc_curve_points(y_true: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
     y, s = as_float(y_true), as_float(scores)
-    order = np.argsort(-s, kind="mergesort")
-    s_sorted, y_sorted = s[order], y[order]
-    last = np.r_[np.flatnonzero(np.diff(s_sorted)), len(s_sorted) - 1]
-    tp = np.cumsum(y_sorted)[last]
+    _, last, tp = _by_distinct_threshold(y, s)
     fp = last + 1 - tp
     n_pos, n_neg = max(y.sum(), 1), max(len(y) - y.sum(), 1)
     return np.r_[0.0, fp / n_neg], np.r_[0.0, tp / n_pos]
+
+
+def choose_threshold(y_true: Any, scores: Any) -> float:
+    """The score cut-off (predict churn when score >= it) that maximises F1 on the given (validation) rows.
+
+    F1 because retention outreach cares about both missed churners and wasted contacts; ties go to the
+    higher threshold, i.e. fewer contacts for the same F1.
+    """
+    y = np.asarray(y_true, dtype=np.float64)
+    s = np.asarray(scores, dtype=np.float64)
+    if y.shape != s.shape or y.ndim != 1:
+        raise ValueError("y_true and scores must be 1-d arrays of the same length")
+    n_pos = y.sum()
+    if n_pos == 0:
+        raise ValueError("choose_threshold needs at least one positive label")
+    s_sorted, last_of_run, tp = _by_distinct_threshold(y, s)
+    predicted = last_of_run + 1
+    f1 = 2 * tp / (predicted + n_pos)
+    return float(s_sorted[last_of_run[int(np.argmax(f1))]])

@@ -1,9 +1,7 @@
-"""LightGBM churn model tuned by Optuna, with a temporal split and a small serialisable model wrapper.
+"""LightGBM churn model tuned by Optuna, and a small serialisable model wrapper.
 
 Why it is shaped like this:
 
-* Rows are customer snapshots at an as-of date, so the split is by date (train < valid < test): a random split
-  would let the model see the future of the very customers it is scored on.
 * Categoricals go to LightGBM as pandas ``category`` columns with the category list fixed on the training
   frame (``CategoryEncoder``); the codes then mean the same thing at training and serving time, and unseen
   values become missing instead of silently shifting every code.
@@ -35,71 +33,6 @@ from mlops_assets.ml.contract import ContractError, FeatureSetContract
 VALID_NAME = "valid"
 METRIC = "auc"  # what trials are ranked and pruned by
 STOPPING_METRIC = "binary_logloss"  # what early stopping watches (listed first in LightGBM's `metric`)
-
-
-# --- temporal split ------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Split:
-    train: pd.DataFrame
-    valid: pd.DataFrame
-    test: pd.DataFrame
-    boundaries: dict[str, str]
-
-
-def _iso(ts: pd.Timestamp) -> str:
-    ts = pd.Timestamp(ts)
-    return ts.date().isoformat() if ts == ts.normalize() else ts.isoformat()
-
-
-def temporal_split(
-    df: pd.DataFrame,
-    as_of: str,
-    valid_fraction: float = 0.15,
-    test_fraction: float = 0.15,
-    *,
-    embargo_days: int = 0,
-) -> Split:
-    """Split by sorted distinct as-of dates so train dates < valid dates < test dates.
-
-    ``embargo_days`` drops the last days before each later block: with a 30-day label, a training row dated
-    the day before validation starts has a label observed *inside* the validation period. An embargo equal
-    to the label horizon makes the evaluation mimic deployment exactly (at the cost of data).
-    """
-    if not (0 < valid_fraction < 1 and 0 < test_fraction < 1 and valid_fraction + test_fraction < 1):
-        raise ValueError("valid_fraction and test_fraction must be in (0, 1) and sum to less than 1")
-    if as_of not in df.columns:
-        raise ContractError(f"as_of '{as_of}' is missing from the table")
-    keys = pd.to_datetime(df[as_of])
-    if keys.isna().any():
-        raise ValueError(f"as_of '{as_of}' has {int(keys.isna().sum())} null value(s)")
-    dates = np.sort(keys.unique())
-    n = len(dates)
-    if n < 3:
-        raise ValueError(f"temporal_split needs at least 3 distinct {as_of!r} dates, got {n}")
-    n_test = max(1, round(n * test_fraction))
-    n_valid = max(1, round(n * valid_fraction))
-    n_train = n - n_valid - n_test
-    if n_train < 1:
-        raise ValueError(f"{n} distinct dates leave no training dates with these fractions")
-    valid_start, test_start = dates[n_train], dates[n_train + n_valid]
-    embargo = pd.Timedelta(days=embargo_days)
-    train_mask = (keys + embargo) < valid_start
-    valid_mask = (keys >= valid_start) & ((keys + embargo) < test_start)
-    test_mask = keys >= test_start
-    parts = {"train": train_mask, "valid": valid_mask, "test": test_mask}
-    for part, mask in parts.items():
-        if not mask.any():
-            raise ValueError(f"the {part} block is empty (embargo_days={embargo_days} over {n} dates)")
-    boundaries = {}
-    for part, mask in parts.items():
-        boundaries[f"{part}_start"] = _iso(keys[mask].min())
-        boundaries[f"{part}_end"] = _iso(keys[mask].max())
-    return Split(
-        train=df.loc[train_mask.to_numpy()],
-        valid=df.loc[valid_mask.to_numpy()],
-        test=df.loc[test_mask.to_numpy()],
-        boundaries=boundaries,
-    )
 
 
 # --- categorical encoding ------------------------------------------------------------------------------------
@@ -468,25 +401,3 @@ def predict_proba(result_or_model: TrainingResult | ChurnModel, df: pd.DataFrame
         )
         return np.asarray(raw, dtype=np.float64)
     raise TypeError(f"expected TrainingResult or ChurnModel, got {type(result_or_model).__name__}")
-
-
-def choose_threshold(y_true: Any, scores: Any) -> float:
-    """The score cut-off (predict churn when score >= it) that maximises F1 on the given (validation) rows.
-
-    F1 because retention outreach cares about both missed churners and wasted contacts; ties go to the
-    higher threshold, i.e. fewer contacts for the same F1.
-    """
-    y = np.asarray(y_true, dtype=np.float64)
-    s = np.asarray(scores, dtype=np.float64)
-    if y.shape != s.shape or y.ndim != 1:
-        raise ValueError("y_true and scores must be 1-d arrays of the same length")
-    n_pos = y.sum()
-    if n_pos == 0:
-        raise ValueError("choose_threshold needs at least one positive label")
-    order = np.argsort(-s, kind="mergesort")
-    s_sorted, y_sorted = s[order], y[order]
-    last_of_run = np.r_[np.flatnonzero(np.diff(s_sorted)), len(s_sorted) - 1]
-    tp = np.cumsum(y_sorted)[last_of_run]
-    predicted = last_of_run + 1
-    f1 = 2 * tp / (predicted + n_pos)
-    return float(s_sorted[last_of_run[int(np.argmax(f1))]])

@@ -6,12 +6,14 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import numpy as np
 
-from mlops_assets.synthetic.config import NULL_SPIKE_RATE, DirtConfig, Simulation, SourceConfig
+from mlops_assets.synthetic.config import LANDING_FILES, NULL_SPIKE_RATE, DirtConfig, Simulation, SourceConfig
 from mlops_assets.synthetic.frames import _iso_timestamps, _lookup, _ordinals_and_secs, _ordinals_of_dates
 from mlops_assets.synthetic.parameters import _STREAM_DIRT, _STREAM_LATE, _STREAM_NULL_SPIKE, _rng
 
@@ -303,3 +305,26 @@ def _writer_alive(temp: Path) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def write_landing_files(
+    config: SourceConfig, simulate: Callable[[date], Simulation], root: Path | str, days: Iterable[date]
+) -> dict[date, dict[str, Path]]:
+    """Simulate once up to the last day, then render and atomically write each day's three files."""
+    wanted = sorted(set(days))
+    if not wanted:
+        return {}
+    for d in wanted:
+        if not isinstance(d, date) or d < config.start_date:
+            raise ValueError(f"days must be dates on or after start_date {config.start_date}, got {d!r}")
+    renderer = _LandingRenderer(config, simulate(wanted[-1]), wanted[0].toordinal())
+    written: dict[date, dict[str, Path]] = {}
+    for d in wanted:
+        folder = Path(root) / d.isoformat()
+        paths: dict[str, Path] = {}
+        for table, filename in LANDING_FILES.items():
+            path = folder / filename
+            _atomic_write(path, renderer.render(table, d.toordinal()))
+            paths[table] = path
+        written[d] = paths
+    return written

@@ -82,3 +82,13 @@ _SUDDEN_EXTRA_SESSIONS = 3.0
 def _rng(seed: int, ordinal: int, stream: int) -> np.random.Generator:
     """The generator for one (seed, day, concern): what makes days independent and prefix-stable."""
     return np.random.default_rng([int(seed), int(ordinal), int(stream)])
+
+
+def _usage_multiplier_and_extra(scenario: str, elapsed: int) -> tuple[float, float, float]:
+    """(minutes factor, mean extra sessions, tv share) a covariate scenario adds on a day ``elapsed`` >= 0."""
+    if scenario == "gradual_covariate_shift":
+        frac = min(1.0, (elapsed + 1) / _GRADUAL_DAYS)
+        return 1.0 + _GRADUAL_MINUTES_LIFT * frac, 0.0, _GRADUAL_TV_SHARE * frac
+    if scenario == "sudden_covariate_shift":
+        return _SUDDEN_MINUTES_FACTOR, _SUDDEN_EXTRA_SESSIONS, 0.0
+    return 1.0, 0.0, 0.0

@@ -14,14 +14,13 @@ from mlops_assets.synthetic.config import (
     CHANNELS,
     DEVICES,
     EVENT_TYPES,
-    LANDING_FILES,
     PAYMENT_METHODS,
     REGIONS,
     Simulation,
     SourceConfig,
 )
 from mlops_assets.synthetic.frames import _customer_frame, _customer_ids, _date_objects, _lookup, _timestamps
-from mlops_assets.synthetic.landing import _atomic_write, _LandingRenderer
+from mlops_assets.synthetic.landing import write_landing_files
 from mlops_assets.synthetic.parameters import (
     _ALPHA_LONG,
     _ALPHA_SHORT,
@@ -37,9 +36,6 @@ from mlops_assets.synthetic.parameters import (
     _DEVICE_MIX,
     _FAIL_DECAY,
     _FEES,
-    _GRADUAL_DAYS,
-    _GRADUAL_MINUTES_LIFT,
-    _GRADUAL_TV_SHARE,
     _HAZARD_AGE,
     _HAZARD_CHANNEL,
     _HAZARD_FAILS,
@@ -68,24 +64,13 @@ from mlops_assets.synthetic.parameters import (
     _STREAM_PLAN,
     _STREAM_SIGNUP,
     _STREAM_USAGE,
-    _SUDDEN_EXTRA_SESSIONS,
-    _SUDDEN_MINUTES_FACTOR,
     _TV,
     _WARMUP_DAYS,
     _WEEKEND_FACTOR,
     _rng,
+    _usage_multiplier_and_extra,
 )
 from mlops_assets.synthetic.state import _Recorder, _State
-
-
-def _usage_multiplier_and_extra(scenario: str, elapsed: int) -> tuple[float, float, float]:
-    """(minutes factor, mean extra sessions, tv share) a covariate scenario adds on a day ``elapsed`` >= 0."""
-    if scenario == "gradual_covariate_shift":
-        frac = min(1.0, (elapsed + 1) / _GRADUAL_DAYS)
-        return 1.0 + _GRADUAL_MINUTES_LIFT * frac, 0.0, _GRADUAL_TV_SHARE * frac
-    if scenario == "sudden_covariate_shift":
-        return _SUDDEN_MINUTES_FACTOR, _SUDDEN_EXTRA_SESSIONS, 0.0
-    return 1.0, 0.0, 0.0
 
 
 class SyntheticSource:
@@ -443,22 +428,4 @@ class SyntheticSource:
         killed writer never leaves half a file, and re-writing a day yields byte-identical files.
         Returns {day: {"customers" | "usage_events" | "billing_events": path}}.
         """
-        wanted = sorted(set(days))
-        if not wanted:
-            return {}
-        for d in wanted:
-            if not isinstance(d, date) or d < self.config.start_date:
-                raise ValueError(
-                    f"days must be dates on or after start_date {self.config.start_date}, got {d!r}"
-                )
-        renderer = _LandingRenderer(self.config, self.simulate(wanted[-1]), wanted[0].toordinal())
-        written: dict[date, dict[str, Path]] = {}
-        for d in wanted:
-            folder = Path(root) / d.isoformat()
-            paths: dict[str, Path] = {}
-            for table, filename in LANDING_FILES.items():
-                path = folder / filename
-                _atomic_write(path, renderer.render(table, d.toordinal()))
-                paths[table] = path
-            written[d] = paths
-        return written
+        return write_landing_files(self.config, self.simulate, root, days)
