@@ -79,11 +79,10 @@ def _run(
 
 def _summary() -> None:
     """What the demo left behind: the Delta tables, and the champion with its test metrics."""
-    from mlflow import MlflowClient
 
     from mlops_assets.environment import build_resources
     from mlops_assets.lakehouse.catalog import LIFECYCLE_TABLES
-    from mlops_assets.ml.mlflow_model import CHAMPION, alias_version
+    from mlops_assets.ml.mlflow_model import CHAMPION
 
     resources = build_resources()
     lakehouse, tracking = resources["lakehouse"], resources["mlflow_tracking"]
@@ -92,11 +91,10 @@ def _summary() -> None:
     print(f"[demo] Delta tables under {lakehouse.root}:")
     for ref in (r for r in refs if delta.exists(r)):
         print(f"[demo]   {ref!s:32} rows={delta.read(ref).count():>9,}  version={delta.version(ref)}")
-    tracking.configure()
-    version = alias_version(tracking.model_name, CHAMPION)
+    version = tracking.registry().alias_version(CHAMPION)
     if version is None:
         return
-    client = MlflowClient()
+    client = tracking.client()
     run_id = client.get_model_version(tracking.model_name, version).run_id
     metrics = client.get_run(run_id).data.metrics
     print(
@@ -109,7 +107,7 @@ def _summary() -> None:
 
 
 def _latest_drift_reports(instance: dg.DagsterInstance) -> dict[str, DayVerdict]:
-    from mlops_assets.defs.monitoring import DRIFT_REPORT_KEY, drift_verdicts
+    from mlops_assets.defs.monitoring.drift_report import DRIFT_REPORT_KEY, drift_verdicts
 
     records = instance.fetch_materializations(DRIFT_REPORT_KEY, limit=200).records  # newest first
     return drift_verdicts(list(reversed(records)))
@@ -218,7 +216,7 @@ def _last_promotion_decision() -> str:
 
 def drift_loop(instance: dg.DagsterInstance, start: date) -> None:
     """Drifted days through ingestion and scoring, then the real daemon: sensor -> retrain -> re-score."""
-    from mlops_assets.defs.monitoring import rescore_job, retrain_job
+    from mlops_assets.defs.monitoring.retraining import rescore_job, retrain_job
 
     end = start + timedelta(days=DRIFT_DAYS - 1)
     source = {"scenario": DRIFT_SCENARIO, "drift_start": start.isoformat()}

@@ -8,12 +8,11 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import mlflow
 from dagster_dbt import DbtProject
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pyspark.sql import DataFrame, SparkSession
 
 from mlops_assets.alerting import Alert, post_alert
@@ -23,6 +22,7 @@ from mlops_assets.lakehouse.features import USAGE_WINDOW_DAYS
 from mlops_assets.lakehouse.spark import build_local_session
 from mlops_assets.lakehouse.tables import TableLocator
 from mlops_assets.ml.contract import FeatureSetContract
+from mlops_assets.ml.mlflow_model import ModelRegistry
 from mlops_assets.ml.mlflow_runs import dagster_parent_run, end_open_runs
 from mlops_assets.ml.promotion import PromotionPolicy
 from mlops_assets.monitoring.severity import DriftThresholds, PerformanceThresholds
@@ -30,7 +30,6 @@ from mlops_assets.settings import DBT_PROJECT_DIR
 from mlops_assets.synthetic.source import SCENARIOS, DirtConfig, SourceConfig, SyntheticSource
 
 DEFAULT_CONTRACT = Path(__file__).parent / "contracts" / "churn_features.yaml"
-TRAINING_OP = "ml__churn_model"  # the op name of the asset ml/churn_model, which takes TrainingConfig
 
 
 class SparkResource(dg.ConfigurableResource):
@@ -176,6 +175,10 @@ class MlflowTrackingResource(dg.ConfigurableResource):
     def client(self) -> mlflow.MlflowClient:
         return mlflow.MlflowClient(self.tracking_uri)
 
+    def registry(self) -> ModelRegistry:
+        """The project's registered model in this store (aliases, versions, artifacts)."""
+        return ModelRegistry(self.tracking_uri, self.model_name)
+
     def artifact_root(self) -> str | None:
         if self.tracking_uri.startswith("sqlite:///"):
             return (Path(self.tracking_uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri()
@@ -183,13 +186,12 @@ class MlflowTrackingResource(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """Once per run, before any step uses the mlflow client."""
-        if context.dagster_run is not None:
-            # Resources start before the first step; an op's config is validated only when its step runs.
-            TrainingConfig.check_run_config(context.dagster_run.run_config)
         self.configure()
 
     def configure(self) -> None:
-        """Point the mlflow client at the store; create the experiment where artifacts belong."""
+        """Point MLflow's fluent API (``start_run``, ``log_*``, ``log_model``: process-global by MLflow's design)
+        at this store, and create the experiment where artifacts belong. Registry reads and writes do not
+        depend on it: they go through ``client()`` / ``registry()``."""
         if self.tracking_uri.startswith("sqlite:///"):
             Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         mlflow.set_tracking_uri(self.tracking_uri)
@@ -233,33 +235,6 @@ def describe_mlflow_run(job_name: str, run_id: str, tags: Mapping[str, str]) -> 
     scope = f" for partition(s) {partition}" if partition else ""
     note = f"Dagster run `{run_id}` of job `{job_name}`{scope}: its logs, lineage and checks are in the Dagster UI."
     return name, note
-
-
-class TrainingConfig(dg.Config):
-    """Search budget and reproducibility of a training run."""
-
-    n_trials: int = Field(default=20, ge=1, le=10_000)
-    timeout_s: float | None = Field(default=600, gt=0, le=7 * 24 * 3600)
-    seed: int = 42
-    num_threads: int = Field(
-        default=1, ge=1, le=256, description="LightGBM threads; 1 when Spark shares 2 cores"
-    )
-
-    @classmethod
-    def check_run_config(cls, run_config: Mapping[str, Any], op_name: str = TRAINING_OP) -> None:
-        """Fail a run at its start when its training config breaks a bound.
-
-        Why here: Dagster checks run config against the config *schema* (types) at launch, but builds this
-        pydantic model (and so checks ``ge``/``le``) only when the training step starts, after the steps
-        before it (the training set) have done their work. Resources are set up when the run starts.
-        """
-        raw = ((run_config.get("ops") or {}).get(op_name) or {}).get("config")
-        if not raw:
-            return
-        try:
-            cls(**raw)
-        except ValidationError as error:
-            raise ValueError(f"run config ops.{op_name}.config is invalid: {error}") from None
 
 
 class AlertWebhookResource(dg.ConfigurableResource):

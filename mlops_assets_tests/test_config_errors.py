@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 import yaml
 
+from mlops_assets.defs.training import TRAINING_OP, TrainingConfig
 from mlops_assets.ml.contract import FeatureSetContract
 from mlops_assets.resources import (
     DEFAULT_CONTRACT,
@@ -19,7 +20,6 @@ from mlops_assets.resources import (
     RetrainGuardrails,
     SparkResource,
     SyntheticSourceResource,
-    TrainingConfig,
 )
 from mlops_assets.settings import SettingsError, load_settings
 
@@ -185,7 +185,7 @@ def test_feature_contract_names_the_contract_the_feature_set_resource_uses(tmp_p
         load_settings({**root, "FEATURE_CONTRACT": str(broken)})
 
 
-def test_zero_trials_fail_the_run_before_any_step_with_the_field_named() -> None:
+def test_zero_trials_fail_the_run_at_its_first_step_with_the_field_named() -> None:
     import dagster as dg
 
     from mlops_assets.definitions import build_defs
@@ -194,11 +194,14 @@ def test_zero_trials_fail_the_run_before_any_step_with_the_field_named() -> None
         build_defs()
         .resolve_job_def("train_evaluate_promote")
         .execute_in_process(
-            run_config={"ops": {"ml__churn_model": {"config": {"n_trials": 0}}}}, raise_on_error=False
+            run_config={"ops": {TRAINING_OP: {"config": {"n_trials": 0}}}}, raise_on_error=False
         )
     )
     assert not result.success
-    assert not [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_START]
-    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
-    errors = " ".join(str(e.event_specific_data) for e in result.all_events if e.is_failure) + failure.message
-    assert "ops.ml__churn_model.config" in errors and "n_trials" in errors
+    started = [e.step_key for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_START]
+    assert started == ["ml__training_set"]  # the first step checks it, and nothing after it starts
+    assert not result.get_asset_materialization_events()  # before any work: the training set is untouched
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    assert failure.step_key == "ml__training_set"
+    error = str(failure.event_specific_data.error)
+    assert f"ops.{TRAINING_OP}.config" in error and "n_trials" in error

@@ -123,7 +123,7 @@ def test_the_spark_report_of_a_day_treats_the_score_as_key_and_its_rows_read_bac
 
 def test_the_drift_severity_check_warns_on_a_day_with_one_critical_column(spark, tmp_path):
     """The real check, over a real drift_reports table holding one day graded moderate by its report."""
-    from mlops_assets.defs.monitoring import DRIFT_REPORT_KEY, drift_severity
+    from mlops_assets.defs.monitoring.drift_report import DRIFT_REPORT_KEY, drift_severity
     from mlops_assets.lakehouse.catalog import DRIFT_REPORTS
     from mlops_assets.partitions import daily_partitions
     from mlops_assets.resources import LakehouseResource, SparkResource

@@ -18,7 +18,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from mlops_assets.defs.monitoring import DATA_VERSION_TAG, DRIFT_REPORT_KEY, retrain_job
+from mlops_assets.defs.monitoring.drift_report import DRIFT_REPORT_KEY
+from mlops_assets.defs.monitoring.retraining import DATA_VERSION_TAG, retrain_job
 from mlops_assets.settings import PROJECT_ROOT
 from mlops_assets_tests.browser import chromium_page, open_page, screenshot, webserver
 from mlops_assets_tests.daemon_crash import AFTER_SUBMIT, BEFORE_SUBMIT, CRASH_AT_VAR

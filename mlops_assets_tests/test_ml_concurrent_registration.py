@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 
 from mlops_assets.ml import mlflow_model
 from mlops_assets.ml.contract import FeatureSetContract
-from mlops_assets.ml.mlflow_model import CHALLENGER, log_and_register, retry_when_locked, set_alias
+from mlops_assets.ml.mlflow_model import CHALLENGER, ModelRegistry, retry_when_locked
 from mlops_assets.ml.training import tune_and_train
 
 MODEL = "concurrent_model"
@@ -48,17 +48,16 @@ def _frame(seed: int) -> pd.DataFrame:
 
 def _writer(uri: str, writer: int, start, out) -> None:
     """One training process: train a tiny model, then register it PER_WRITER times, moving @challenger."""
-    mlflow.set_tracking_uri(uri)
+    mlflow.set_tracking_uri(uri)  # the fluent run that log_model logs under
+    registry = ModelRegistry(uri, MODEL)
     df = _frame(writer)
     model = tune_and_train(df[:300], df[300:], CONTRACT, n_trials=1, seed=writer).to_model(0.5)
     start.wait()  # both processes write from here on, at the same moment
     versions = []
     for i in range(PER_WRITER):
         with mlflow.start_run(run_name=f"writer-{writer}-{i}", experiment_id=out["experiment_id"]):
-            registered = log_and_register(
-                model, CONTRACT, df, MODEL, tags={"writer": str(writer), "i": str(i)}
-            )
-        set_alias(MODEL, CHALLENGER, registered.version)
+            registered = registry.register(model, CONTRACT, df, tags={"writer": str(writer), "i": str(i)})
+        registry.set_alias(CHALLENGER, registered.version)
         versions.append(registered.version)
     out[writer] = versions
 

@@ -6,6 +6,7 @@ trained champion, a second promotion, a refused challenger), so any single test 
 """
 
 import json
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,13 +19,18 @@ from pyspark.sql import functions as F
 
 from mlops_assets.lakehouse.catalog import DRIFT_REPORTS, FEATURES, PREDICTIONS, PROMOTION_AUDIT, TRAINING_SET
 from mlops_assets.ml.evaluation import SECTIONS
-from mlops_assets.ml.mlflow_model import CHALLENGER, CHAMPION, alias_version, log_and_register, set_alias
+from mlops_assets.ml.mlflow_model import CHALLENGER, CHAMPION, ModelRegistry
 from mlops_assets.ml.training import tune_and_train
 from mlops_assets_tests.conftest import TEST_END, TEST_START, range_tags
 
 MODEL = "churn_model"
 AUDIT = PROMOTION_AUDIT
 FAST_TRAINING = {"ops": {"ml__churn_model": {"config": {"n_trials": 4, "seed": 7}}}}
+
+
+def registry() -> ModelRegistry:
+    """The test model in the suite's MLflow store (conftest points MLFLOW_TRACKING_URI at it)."""
+    return ModelRegistry(os.environ["MLFLOW_TRACKING_URI"], MODEL)
 
 
 def _checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
@@ -79,14 +85,14 @@ def test_training_registers_a_version_with_trials_as_child_runs(first_training):
     assert dataset.dataset.name == mv.tags["dataset_fingerprint"] and dataset.dataset.name.startswith("ml.")
     assert json.loads(dataset.dataset.source)["uri"].endswith("/ml/training_set")
     assert [t.value for t in dataset.tags if t.key == "mlflow.data.context"] == ["training"]
-    assert alias_version(MODEL, CHALLENGER) == version
+    assert registry().alias_version(CHALLENGER) == version
 
 
 def test_first_model_beating_the_baseline_becomes_champion(first_training, lakehouse):
     gate = _checks(first_training)["promotion_gate"]
     assert gate.passed, gate.metadata["reasons"].value
     version = _materialized(first_training)["ml/churn_model"]["model_version"].value
-    assert alias_version(MODEL, CHAMPION) == version
+    assert registry().alias_version(CHAMPION) == version
     # Other modules share the session lakehouse, so read only this run's rows.
     audit = lakehouse.read(AUDIT).where(F.col("dagster_run_id") == first_training.run_id).collect()
     # The gate's verdict for the exact version, then the promotion it allowed, both in the training run.
@@ -135,7 +141,7 @@ def test_training_is_reproducible_for_the_same_inputs_and_seed(first_training, r
     assert first["best_params"].value == second["best_params"].value
     # An equally good challenger is non-inferior: it is promoted.
     assert _checks(again)["promotion_gate"].passed
-    assert alias_version(MODEL, CHAMPION) == second["model_version"].value
+    assert registry().alias_version(CHAMPION) == second["model_version"].value
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +151,7 @@ def refused_challenger(first_training, test_defs, test_resources):
     from mlops_assets.defs.training import read_training_set
 
     assert first_training.success
-    champion_before = alias_version(MODEL, CHAMPION)
+    champion_before = registry().alias_version(CHAMPION)
     contract = test_resources["feature_set"].contract()
     df = read_training_set(test_resources["lakehouse"])
     train, valid = df[df["split"] == "train"].copy(), df[df["split"] == "valid"].copy()
@@ -153,11 +159,10 @@ def refused_challenger(first_training, test_defs, test_resources):
     train[contract.label] = train[contract.label].sample(frac=1.0, random_state=1).to_numpy()
     noise = tune_and_train(train, valid, contract, n_trials=1, seed=1)
     with mlflow.start_run(run_name="worse-challenger"):
-        bad = log_and_register(
+        bad = registry().register(
             noise.to_model(0.5),
             contract,
             train,
-            MODEL,
             tags={
                 "dagster_run_id": "test",
                 "feature_set": "churn_features v1",
@@ -165,7 +170,7 @@ def refused_challenger(first_training, test_defs, test_resources):
                 "dataset_fingerprint": "test",
             },
         )
-    set_alias(MODEL, CHALLENGER, bad.version)
+    registry().set_alias(CHALLENGER, bad.version)
 
     result = test_defs.resolve_job_def("train_evaluate_promote").execute_in_process(
         asset_selection=[dg.AssetKey(["ml", "evaluation_report"]), dg.AssetKey(["ml", "champion"])],
@@ -180,7 +185,7 @@ def test_gate_refuses_a_worse_challenger_and_audits_it(refused_challenger, lakeh
     assert not gate.passed and gate.severity == dg.AssetCheckSeverity.ERROR
     assert "FAIL" in gate.metadata["reasons"].value
     assert "ml/champion" not in _materialized(result)
-    assert alias_version(MODEL, CHAMPION) == champion_before
+    assert registry().alias_version(CHAMPION) == champion_before
     refused = (
         lakehouse.read(AUDIT)
         .where((F.col("decision") == "refused") & (F.col("dagster_run_id") == result.run_id))
@@ -203,12 +208,12 @@ def test_scoring_writes_one_row_per_entity_per_day_with_shadow_scores(
     assert predictions.count() == features.count() > 0
     assert predictions.select("entity", "as_of").distinct().count() == predictions.count()
     assert {r[0] for r in predictions.select("model_version").distinct().collect()} == {
-        alias_version(MODEL, CHAMPION)
+        registry().alias_version(CHAMPION)
     }
     # The refused challenger still scores in shadow, so the two can be compared on live data.
     assert predictions.where("shadow_score IS NULL").count() == 0
     assert {r[0] for r in predictions.select("shadow_model_version").distinct().collect()} == {
-        alias_version(MODEL, CHALLENGER)
+        registry().alias_version(CHALLENGER)
     }
     assert predictions.where("score < 0 OR score > 1").count() == 0
 
@@ -229,7 +234,7 @@ def test_drift_report_measures_performance_once_a_days_labels_close(first_traini
         assert isinstance(metadata["max_psi"].value, float) and metadata["max_psi"].value >= 0
         assert metadata["critical_column_count"].value == len(verdict["critical_columns"])
         assert isinstance(metadata["baseline_roc_auc"].value, float)
-        assert verdict["model_version"] == alias_version(MODEL, CHAMPION)
+        assert verdict["model_version"] == registry().alias_version(CHAMPION)
         assert _checks(result)["drift_severity"].metadata["level"].value == verdict["data_drift_level"]
     rows = {r["_partition_date"]: r for r in lakehouse.read(DRIFT_REPORTS).collect()}
     assert rows[labelled]["performance_level"] in {"none", "moderate", "significant"}
@@ -268,7 +273,7 @@ def test_a_multi_day_drift_run_gives_each_day_its_own_verdict_and_report(
 
 def test_rollback_restores_the_previous_champion(retrained, test_defs, lakehouse):
     assert retrained.success  # the champion it promoted has a previous one to return to
-    current = alias_version(MODEL, CHAMPION)
+    current = registry().alias_version(CHAMPION)
     promoted = lakehouse.read(AUDIT).where(
         (F.col("decision") == "promoted") & (F.col("to_version") == current)
     )
@@ -276,7 +281,7 @@ def test_rollback_restores_the_previous_champion(retrained, test_defs, lakehouse
     assert previous is not None
     result = test_defs.resolve_job_def("rollback_champion").execute_in_process()
     assert result.success
-    assert alias_version(MODEL, CHAMPION) == previous
+    assert registry().alias_version(CHAMPION) == previous
     rollback = (
         lakehouse.read(AUDIT)
         .where((F.col("decision") == "rollback") & (F.col("dagster_run_id") == result.run_id))

@@ -7,6 +7,8 @@ tests' model; each test sets up the registry state it needs, so it passes alone 
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 import mlflow
 import pytest
@@ -14,19 +16,17 @@ from pyspark.sql import functions as F
 
 from mlops_assets.defs.evaluation import EVALUATION_KEY
 from mlops_assets.lakehouse.catalog import PROMOTION_AUDIT
-from mlops_assets.ml.mlflow_model import (
-    CHALLENGER,
-    CHAMPION,
-    alias_version,
-    load_churn_model,
-    log_and_register,
-    set_alias,
-)
+from mlops_assets.ml.mlflow_model import CHALLENGER, CHAMPION, ModelRegistry
 from mlops_assets.ml.training import tune_and_train
 
 MODEL = "churn_registry_tests"
 FAST_TRAINING = {"ops": {"ml__churn_model": {"config": {"n_trials": 2, "seed": 7}}}}
 CHAMPION_KEY = dg.AssetKey(["ml", "champion"])
+
+
+def registry() -> ModelRegistry:
+    """The test model in the suite's MLflow store (conftest points MLFLOW_TRACKING_URI at it)."""
+    return ModelRegistry(os.environ["MLFLOW_TRACKING_URI"], MODEL)
 
 
 def _checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
@@ -73,11 +73,10 @@ def _register(model, test_resources, run_name: str) -> str:
     contract = test_resources["feature_set"].contract()
     train = read_training_set(test_resources["lakehouse"]).query("split == 'train'")
     with mlflow.start_run(run_name=run_name):
-        registered = log_and_register(
+        registered = registry().register(
             model,
             contract,
             train,
-            MODEL,
             tags={
                 "dagster_run_id": "test",
                 "feature_set": f"{contract.name} v{contract.version}",
@@ -85,7 +84,7 @@ def _register(model, test_resources, run_name: str) -> str:
                 "dataset_fingerprint": "test",
             },
         )
-    set_alias(MODEL, CHALLENGER, registered.version)
+    registry().set_alias(CHALLENGER, registered.version)
     return registered.version
 
 
@@ -127,11 +126,11 @@ def first_champion(foundation_run, test_resources) -> str:
         )
     )
     assert result.success, _failures(result)
-    return alias_version(MODEL, CHAMPION)
+    return registry().alias_version(CHAMPION)
 
 
 def test_champion_alone_never_promotes_an_unevaluated_challenger(first_champion, test_resources, lakehouse):
-    set_alias(MODEL, CHAMPION, first_champion)
+    registry().set_alias(CHAMPION, first_champion)
     worse = _register_worse(test_resources)
     result = (
         _build(test_resources)
@@ -140,15 +139,15 @@ def test_champion_alone_never_promotes_an_unevaluated_challenger(first_champion,
     )
     assert not result.success
     assert "no promotion_gate evaluation" in _failures(result)
-    assert alias_version(MODEL, CHAMPION) == first_champion
+    assert registry().alias_version(CHAMPION) == first_champion
     assert _audit(lakehouse)[-1][:3] == ("promotion_blocked", first_champion, None)
     assert _audit(lakehouse)[-1][3] == result.run_id
     assert worse not in {row[2] for row in _audit(lakehouse) if row[0] == "promoted"}
 
 
 def test_promotion_is_bound_to_the_version_the_gate_evaluated(first_champion, test_resources, lakehouse):
-    set_alias(MODEL, CHAMPION, first_champion)
-    evaluated = _register(load_churn_model(MODEL, first_champion), test_resources, "equal-challenger")
+    registry().set_alias(CHAMPION, first_champion)
+    evaluated = _register(registry().load(first_champion), test_resources, "equal-challenger")
     interlopers: list[str] = []
 
     @dg.asset_check(asset=EVALUATION_KEY, name="registers_an_interloper", blocking=True)
@@ -161,18 +160,18 @@ def test_promotion_is_bound_to_the_version_the_gate_evaluated(first_champion, te
     result = _evaluate_and_promote(defs)
     assert result.success, _failures(result)
     assert _checks(result)["promotion_gate"].passed
-    assert alias_version(MODEL, CHALLENGER) == interlopers[0] != evaluated
-    assert alias_version(MODEL, CHAMPION) == evaluated
+    assert registry().alias_version(CHALLENGER) == interlopers[0] != evaluated
+    assert registry().alias_version(CHAMPION) == evaluated
     mine = [row[:3] for row in _audit(lakehouse) if row[3] == result.run_id]
     assert mine == [("gate_passed", first_champion, evaluated), ("promoted", first_champion, evaluated)]
 
 
 def test_a_version_already_champion_is_not_promoted_again(first_champion, test_resources, lakehouse):
-    set_alias(MODEL, CHAMPION, first_champion)
-    set_alias(MODEL, CHALLENGER, first_champion)
+    registry().set_alias(CHAMPION, first_champion)
+    registry().set_alias(CHALLENGER, first_champion)
     result = _evaluate_and_promote(_build(test_resources))
     assert result.success, _failures(result)
-    assert alias_version(MODEL, CHAMPION) == first_champion
+    assert registry().alias_version(CHAMPION) == first_champion
     mine = [row[:3] for row in _audit(lakehouse) if row[3] == result.run_id]
     assert mine == [
         ("gate_passed", first_champion, first_champion),
@@ -183,18 +182,18 @@ def test_a_version_already_champion_is_not_promoted_again(first_champion, test_r
 def test_rollback_restores_a_different_version_and_retires_its_challenger_alias(
     first_champion, test_resources, lakehouse
 ):
-    set_alias(MODEL, CHAMPION, first_champion)
-    newer = _register(load_churn_model(MODEL, first_champion), test_resources, "equal-challenger")
+    registry().set_alias(CHAMPION, first_champion)
+    newer = _register(registry().load(first_champion), test_resources, "equal-challenger")
     defs = _build(test_resources)
     assert _evaluate_and_promote(defs).success
-    assert alias_version(MODEL, CHAMPION) == newer
+    assert registry().alias_version(CHAMPION) == newer
     # Evaluating the champion again (it still holds @challenger) must not give rollback a same-version target.
     assert _evaluate_and_promote(defs).success
     result = defs.resolve_job_def("rollback_champion").execute_in_process(raise_on_error=False)
     assert result.success, _failures(result)
-    assert alias_version(MODEL, CHAMPION) == first_champion
+    assert registry().alias_version(CHAMPION) == first_champion
     # The rolled-back model no longer holds @challenger, so the next evaluation cannot promote it again.
-    assert alias_version(MODEL, CHALLENGER) is None
+    assert registry().alias_version(CHALLENGER) is None
     rollback = [row for row in _audit(lakehouse) if row[3] == result.run_id]
     assert [row[:3] for row in rollback] == [("rollback", newer, first_champion)]
     reasons = (
@@ -204,16 +203,16 @@ def test_rollback_restores_a_different_version_and_retires_its_challenger_alias(
 
 
 def test_rollback_without_a_previous_champion_changes_nothing(first_champion, test_resources, lakehouse):
-    set_alias(MODEL, CHAMPION, first_champion)  # the first champion: it replaced nothing
-    challenger = alias_version(MODEL, CHALLENGER)
+    registry().set_alias(CHAMPION, first_champion)  # the first champion: it replaced nothing
+    challenger = registry().alias_version(CHALLENGER)
     before = _audit(lakehouse)
     result = (
         _build(test_resources).resolve_job_def("rollback_champion").execute_in_process(raise_on_error=False)
     )
     assert not result.success
     assert f"no earlier champion of {MODEL!r} to restore: v{first_champion}" in _failures(result)
-    assert alias_version(MODEL, CHAMPION) == first_champion
-    assert alias_version(MODEL, CHALLENGER) == challenger
+    assert registry().alias_version(CHAMPION) == first_champion
+    assert registry().alias_version(CHALLENGER) == challenger
     assert _audit(lakehouse) == before
 
 

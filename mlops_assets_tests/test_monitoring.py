@@ -8,14 +8,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from mlops_assets.defs.monitoring import (
+from mlops_assets.defs.monitoring.drift_report import DRIFT_REPORT_KEY, VERDICT
+from mlops_assets.defs.monitoring.labelled import labelled_drift_schedule
+from mlops_assets.defs.monitoring.retraining import (
     DATA_VERSION_TAG,
-    DRIFT_REPORT_KEY,
     FEATURES_KEY,
     TRAINING_DATA_TAG,
-    VERDICT,
     drift_retraining_sensor,
-    labelled_drift_schedule,
     retrain_job,
 )
 from mlops_assets.monitoring.drift_stats import dataset_drift_numpy

@@ -9,7 +9,8 @@ from mlops_assets.defs.evaluation import evaluation_report
 from mlops_assets.defs.features import churn_features
 from mlops_assets.defs.gold import gold_dbt_models
 from mlops_assets.defs.ingestion import LANDING_KEY, bronze_assets
-from mlops_assets.defs.monitoring import DRIFT_REPORT_KEY, REFERENCE_PROFILE_KEY
+from mlops_assets.defs.monitoring.drift_report import DRIFT_REPORT_KEY
+from mlops_assets.defs.monitoring.reference_profile import REFERENCE_PROFILE_KEY
 from mlops_assets.defs.registry import champion
 from mlops_assets.defs.scoring import predictions
 from mlops_assets.defs.silver import SILVER_KEYS, silver_assets

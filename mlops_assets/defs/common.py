@@ -4,13 +4,14 @@ import base64
 import functools
 import importlib.metadata
 import subprocess
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
 from pyspark.sql import DataFrame
 
-from mlops_assets.lakehouse.delta_io import CommitInfo
+from mlops_assets.lakehouse.delta_io import CommitInfo, DeltaLakehouse
 from mlops_assets.lakehouse.tables import TableRef
 from mlops_assets.resources import LakehouseResource
 
@@ -107,3 +108,33 @@ def delta_metadata(ref: TableRef, location: str, commit: CommitInfo, df: DataFra
         "preview": dg.MetadataValue.md(markdown_preview(df)),
         **extra,
     }
+
+
+@dataclass(frozen=True)
+class PartitionWrite:
+    """A run's partitions of one table, replaced and read back: the commit, and the rows now there."""
+
+    ref: TableRef
+    location: str
+    days: list[date]
+    commit: CommitInfo
+    written: DataFrame
+
+    def metadata(self, **extra: object) -> dict:
+        return delta_metadata(
+            self.ref,
+            self.location,
+            self.commit,
+            self.written,
+            partitions=f"{self.days[0]}..{self.days[-1]}",
+            **extra,
+        )
+
+
+def replace_run_partitions(
+    delta: DeltaLakehouse, df: DataFrame, ref: TableRef, days: list[date]
+) -> PartitionWrite:
+    """Write ``df`` over the run's partitions of ``ref`` (one atomic commit) and read them back for the metadata."""
+    commit = delta.replace_partitions(df, ref, days[0], days[-1])
+    written = delta.read_partitions(ref, days[0], days[-1])
+    return PartitionWrite(ref, delta.locator.path(ref), days, commit, written)

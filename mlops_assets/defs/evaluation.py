@@ -6,22 +6,13 @@ import tempfile
 from pathlib import Path
 
 import dagster as dg
-import mlflow
-from mlflow import MlflowClient
 
 from mlops_assets.defs import groups
 from mlops_assets.defs.common import OWNER, png_markdown
 from mlops_assets.defs.training import SPLIT, read_training_set
 from mlops_assets.ml.audit import append_audit
 from mlops_assets.ml.evaluation import evaluate, model_card
-from mlops_assets.ml.mlflow_model import (
-    CHALLENGER,
-    CHAMPION,
-    alias_version,
-    load_churn_model,
-    require_alias,
-    validate_artifact,
-)
+from mlops_assets.ml.mlflow_model import CHALLENGER, CHAMPION
 from mlops_assets.ml.promotion import decide_promotion
 from mlops_assets.ml.promotion_ledger import GATE_PASSED, REFUSED, stale_evaluation
 from mlops_assets.resources import (
@@ -78,15 +69,12 @@ def evaluation_report(
     mlflow_tracking: MlflowTrackingResource,
 ) -> dg.MaterializeResult:
     name = mlflow_tracking.model_name
+    registry = mlflow_tracking.registry()
     contract = feature_set.contract()
-    challenger_version = require_alias(name, CHALLENGER, "evaluation_report")
-    champion_version = alias_version(name, CHAMPION)
-    challenger = load_churn_model(name, challenger_version)
-    champion = (
-        load_churn_model(name, champion_version)
-        if champion_version not in (None, challenger_version)
-        else None
-    )
+    challenger_version = registry.require_alias(CHALLENGER, "evaluation_report")
+    champion_version = registry.alias_version(CHAMPION)
+    challenger = registry.load(challenger_version)
+    champion = registry.load(champion_version) if champion_version not in (None, challenger_version) else None
     df = read_training_set(lakehouse)
     test, train = df[df[SPLIT] == "test"], df[df[SPLIT] == "train"]
     importance = challenger.booster.feature_importance(importance_type="gain")
@@ -100,7 +88,7 @@ def evaluation_report(
         top_features=top,
         baseline_prevalence=float(train[contract.label].mean()),
     )
-    version = MlflowClient().get_model_version(name, challenger_version)
+    version = registry.version(challenger_version)
     card = model_card(
         report,
         model_name=name,
@@ -118,7 +106,7 @@ def evaluation_report(
         "champion": report.champion_headline(),
         "baseline": report.baseline_headline(),
     }
-    client = MlflowClient()
+    client = mlflow_tracking.client()
     with tempfile.TemporaryDirectory() as tmp:
         files = {
             "evaluation/report.md": markdown,
@@ -168,16 +156,17 @@ def promotion_gate(
     promotion_policy: PromotionPolicyResource,
 ) -> dg.AssetCheckResult:
     name = mlflow_tracking.model_name
+    registry = mlflow_tracking.registry()
     challenger_version = evaluated_version(context.instance, run_lineage(context.instance, context.run))
-    champion_version = alias_version(name, CHAMPION)
-    run_id = MlflowClient().get_model_version(name, challenger_version).run_id
+    champion_version = registry.alias_version(CHAMPION)
+    run_id = registry.version(challenger_version).run_id
     inputs = json.loads(
-        Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=DECISION_INPUTS)).read_text()
+        Path(mlflow_tracking.client().download_artifacts(run_id, DECISION_INPUTS)).read_text()
     )
     decision = decide_promotion(
         inputs["challenger"], inputs["champion"], inputs["baseline"], promotion_policy.policy()
     )
-    problems = validate_artifact(name, challenger_version, feature_set.contract())
+    problems = registry.validate_artifact(challenger_version, feature_set.contract())
     reasons = decision.reasons + [f"FAIL artifact: {p}" for p in problems]
     stale = stale_evaluation(challenger_version, inputs.get("champion_version"), champion_version)
     if inputs.get("challenger_version") != challenger_version:

@@ -7,9 +7,9 @@ from mlops_assets.defs import groups
 from mlops_assets.defs.common import (
     IDEMPOTENT_RETRY,
     OWNER,
-    delta_metadata,
     partition_days,
     read_run_partitions,
+    replace_run_partitions,
 )
 from mlops_assets.lakehouse.catalog import FEATURES, GOLD
 from mlops_assets.lakehouse.features import as_of_frame, build_features, leakage_violations
@@ -41,14 +41,9 @@ def churn_features(context: dg.AssetExecutionContext, lakehouse: LakehouseResour
         gold["fct_usage_daily"],
         gold["fct_billing_events"],
     ).withColumn("_partition_date", F.col("as_of"))
-    commit = delta.replace_partitions(features, FEATURES, days[0], days[-1])
-    written = delta.read_partitions(FEATURES, days[0], days[-1])
-    context.log.info(f"{FEATURES}: {commit.num_output_rows} feature rows for {len(days)} as-of date(s)")
-    return dg.MaterializeResult(
-        metadata=delta_metadata(
-            FEATURES, lakehouse.locator.path(FEATURES), commit, written, partitions=f"{days[0]}..{days[-1]}"
-        )
-    )
+    write = replace_run_partitions(delta, features, FEATURES, days)
+    context.log.info(f"{FEATURES}: {write.commit.num_output_rows} feature rows for {len(days)} as-of date(s)")
+    return dg.MaterializeResult(metadata=write.metadata())
 
 
 @dg.asset_check(

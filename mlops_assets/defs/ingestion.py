@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from mlops_assets.defs import groups
-from mlops_assets.defs.common import IDEMPOTENT_RETRY, OWNER, delta_metadata, partition_days
+from mlops_assets.defs.common import IDEMPOTENT_RETRY, OWNER, partition_days, replace_run_partitions
 from mlops_assets.lakehouse.catalog import BRONZE
 from mlops_assets.lakehouse.entities import ENTITIES, EntitySpec
 from mlops_assets.lakehouse.ingest import LandingFileError, LandingSchemaError, landing_files, to_bronze
@@ -67,23 +67,12 @@ def build_bronze_asset(spec: EntitySpec) -> dg.AssetsDefinition:
         except (FileNotFoundError, LandingFileError, LandingSchemaError) as error:
             # The file is what it is: another attempt would refuse it the same way.
             raise dg.Failure(str(error), allow_retries=False) from error
-        commit = delta.replace_partitions(bronze, ref, days[0], days[-1])
-        written = delta.read_partitions(ref, days[0], days[-1])
-        parse_errors = written.where("_parse_error IS NOT NULL").count()
+        write = replace_run_partitions(delta, bronze, ref, days)
+        parse_errors = write.written.where("_parse_error IS NOT NULL").count()
         context.log.info(
-            f"{ref}: {commit.num_output_rows} rows from {len(paths)} file(s), {parse_errors} unparseable"
+            f"{ref}: {write.commit.num_output_rows} rows from {len(paths)} file(s), {parse_errors} unparseable"
         )
-        return dg.MaterializeResult(
-            metadata=delta_metadata(
-                ref,
-                lakehouse.locator.path(ref),
-                commit,
-                written,
-                partitions=f"{days[0]}..{days[-1]}",
-                files=len(paths),
-                unparseable_rows=parse_errors,
-            )
-        )
+        return dg.MaterializeResult(metadata=write.metadata(files=len(paths), unparseable_rows=parse_errors))
 
     return _bronze
 

@@ -7,7 +7,7 @@ from mlops_assets.defs import groups
 from mlops_assets.defs.common import OWNER, max_runtime
 from mlops_assets.defs.evaluation import EVALUATION_KEY, run_lineage
 from mlops_assets.ml.audit import append_audit, read_audit
-from mlops_assets.ml.mlflow_model import CHALLENGER, CHAMPION, alias_version, delete_alias, set_alias
+from mlops_assets.ml.mlflow_model import CHALLENGER, CHAMPION
 from mlops_assets.ml.promotion_ledger import (
     ALREADY_CHAMPION,
     PROMOTED,
@@ -35,8 +35,9 @@ def champion(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource, mlflow_tracking: MlflowTrackingResource
 ) -> dg.MaterializeResult:
     name = mlflow_tracking.model_name
+    registry = mlflow_tracking.registry()
     run_id = context.run.run_id
-    current = alias_version(name, CHAMPION)
+    current = registry.alias_version(CHAMPION)
     try:
         plan = plan_promotion(
             read_audit(lakehouse.delta(), name), run_lineage(context.instance, context.run), current, name
@@ -62,7 +63,7 @@ def champion(
         # Audit first: if setting the alias then fails, a re-run repeats a recorded promotion instead of
         # leaving a moved alias with no record of the champion it replaced (rollback needs that record).
         append_audit(lakehouse.delta(), name, PROMOTED, current, plan.version, [gate], run_id)
-        set_alias(name, CHAMPION, plan.version)
+        registry.set_alias(CHAMPION, plan.version)
         context.log.info(f"{name}: @{CHAMPION} {current} -> {plan.version}")
     return dg.MaterializeResult(
         metadata={
@@ -80,7 +81,8 @@ def restore_previous_champion(
     context: dg.OpExecutionContext, lakehouse: LakehouseResource, mlflow_tracking: MlflowTrackingResource
 ) -> str:
     name = mlflow_tracking.model_name
-    current = alias_version(name, CHAMPION)
+    registry = mlflow_tracking.registry()
+    current = registry.alias_version(CHAMPION)
     try:
         records = (
             read_audit(lakehouse.delta(), name) if current else []
@@ -89,11 +91,11 @@ def restore_previous_champion(
     except RollbackBlocked as blocked:
         raise dg.Failure(description=str(blocked), allow_retries=False) from None
     reasons = [f"rollback from v{current}"]
-    if alias_version(name, CHALLENGER) == current:
+    if registry.alias_version(CHALLENGER) == current:
         # Otherwise the next evaluation would judge (and could promote) the rolled-back model again.
-        delete_alias(name, CHALLENGER)
+        registry.delete_alias(CHALLENGER)
         reasons.append(f"removed @{CHALLENGER} from v{current}")
-    set_alias(name, CHAMPION, target)
+    registry.set_alias(CHAMPION, target)
     append_audit(lakehouse.delta(), name, ROLLBACK, current, target, reasons, context.run.run_id)
     context.log.info(f"{name}: @{CHAMPION} rolled back {current} -> {target}")
     return target

@@ -7,9 +7,9 @@ import dagster as dg
 from pyspark.sql import functions as F
 
 from mlops_assets.defs import groups
-from mlops_assets.defs.common import IDEMPOTENT_RETRY, OWNER, delta_metadata, partition_days
+from mlops_assets.defs.common import IDEMPOTENT_RETRY, OWNER, partition_days, replace_run_partitions
 from mlops_assets.lakehouse.catalog import FEATURES, PREDICTIONS
-from mlops_assets.ml.mlflow_model import CHALLENGER, CHAMPION, alias_version, load_churn_model, require_alias
+from mlops_assets.ml.mlflow_model import CHALLENGER, CHAMPION
 from mlops_assets.ml.scoring import score_partition
 from mlops_assets.partitions import daily_partitions, single_run_backfill
 from mlops_assets.resources import FeatureSetResource, LakehouseResource, MlflowTrackingResource
@@ -60,11 +60,12 @@ def predictions(
     days = partition_days(context)
     name = mlflow_tracking.model_name
     contract = feature_set.contract()
-    champion_version = require_alias(name, CHAMPION, "predictions")
-    challenger_version = alias_version(name, CHALLENGER)
+    registry = mlflow_tracking.registry()
+    champion_version = registry.require_alias(CHAMPION, "predictions")
+    challenger_version = registry.alias_version(CHALLENGER)
     shadow_version = challenger_version if challenger_version not in (None, champion_version) else None
-    champion_model = load_churn_model(name, champion_version).to_dict()
-    shadow_model = load_churn_model(name, shadow_version).to_dict() if shadow_version else None
+    champion_model = registry.load(champion_version).to_dict()
+    shadow_model = registry.load(shadow_version).to_dict() if shadow_version else None
     features = feature_set.read(lakehouse).where(
         F.col(contract.as_of).between(F.lit(days[0]), F.lit(days[-1]))
     )
@@ -80,21 +81,12 @@ def predictions(
         "_partition_date", F.col("as_of")
     )
     delta = lakehouse.delta()
-    commit = delta.replace_partitions(scored, PREDICTIONS, days[0], days[-1])
-    written = delta.read_partitions(PREDICTIONS, days[0], days[-1])
+    write = replace_run_partitions(delta, scored, PREDICTIONS, days)
     context.log.info(
-        f"scored {commit.num_output_rows} rows with {name} v{champion_version} (shadow: {shadow_version})"
+        f"scored {write.commit.num_output_rows} rows with {name} v{champion_version} (shadow: {shadow_version})"
     )
     return dg.MaterializeResult(
-        metadata=delta_metadata(
-            PREDICTIONS,
-            lakehouse.locator.path(PREDICTIONS),
-            commit,
-            written,
-            partitions=f"{days[0]}..{days[-1]}",
-            model_version=champion_version,
-            shadow_model_version=shadow_version or "none",
-        )
+        metadata=write.metadata(model_version=champion_version, shadow_model_version=shadow_version or "none")
     )
 
 

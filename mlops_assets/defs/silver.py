@@ -10,9 +10,9 @@ from mlops_assets.defs import groups
 from mlops_assets.defs.common import (
     IDEMPOTENT_RETRY,
     OWNER,
-    delta_metadata,
     partition_days,
     read_run_partitions,
+    replace_run_partitions,
 )
 from mlops_assets.lakehouse.catalog import BRONZE, QUARANTINE, SILVER
 from mlops_assets.lakehouse.entities import ENTITIES, EntitySpec
@@ -67,13 +67,11 @@ def build_silver_assets(spec: EntitySpec) -> dg.AssetsDefinition:
         # Delta has no two-table commit: quarantine first, then silver (the table consumers read). A run
         # that fails between the two leaves the day's quarantine ahead and silver unchanged; the re-run
         # replaces both partitions, so nothing is lost or doubled (test_bad_input fails the silver commit).
-        quarantine_commit = delta.replace_partitions(split.quarantine, quarantine_ref, days[0], days[-1])
-        silver_commit = delta.replace_partitions(split.silver, silver_ref, days[0], days[-1])
+        quarantine = replace_run_partitions(delta, split.quarantine, quarantine_ref, days)
+        silver = replace_run_partitions(delta, split.silver, silver_ref, days)
         n_dupes = split.duplicates.count()
-        silver = delta.read_partitions(silver_ref, days[0], days[-1])
-        quarantine = delta.read_partitions(quarantine_ref, days[0], days[-1])
         rules = (
-            quarantine.select(F.explode("rules_broken").alias("rule"))
+            quarantine.written.select(F.explode("rules_broken").alias("rule"))
             .groupBy("rule")
             .count()
             .orderBy(F.desc("count"))
@@ -81,35 +79,21 @@ def build_silver_assets(spec: EntitySpec) -> dg.AssetsDefinition:
             .collect()
         )
         context.log.info(
-            f"{spec.name}: {silver_commit.num_output_rows} to silver, "
-            f"{quarantine_commit.num_output_rows} quarantined, {n_dupes} duplicates removed"
+            f"{spec.name}: {silver.commit.num_output_rows} to silver, "
+            f"{quarantine.commit.num_output_rows} quarantined, {n_dupes} duplicates removed"
         )
         rule_table = "\n".join(
             ["| rule | rows |", "|---|---|"] + [f"| {r['rule']} | {r['count']} |" for r in rules]
         )
-        partitions = f"{days[0]}..{days[-1]}"
         yield dg.MaterializeResult(
             asset_key=silver_ref.asset_key_path,
-            metadata=delta_metadata(
-                silver_ref,
-                lakehouse.locator.path(silver_ref),
-                silver_commit,
-                silver,
-                partitions=partitions,
-                duplicates_removed=n_dupes,
-                quarantined_rows=quarantine_commit.num_output_rows,
+            metadata=silver.metadata(
+                duplicates_removed=n_dupes, quarantined_rows=quarantine.commit.num_output_rows
             ),
         )
         yield dg.MaterializeResult(
             asset_key=quarantine_ref.asset_key_path,
-            metadata=delta_metadata(
-                quarantine_ref,
-                lakehouse.locator.path(quarantine_ref),
-                quarantine_commit,
-                quarantine,
-                partitions=partitions,
-                rules_broken=dg.MetadataValue.md(rule_table),
-            ),
+            metadata=quarantine.metadata(rules_broken=dg.MetadataValue.md(rule_table)),
         )
 
     return _silver

@@ -1,9 +1,13 @@
 """Training: the labelled, temporally split training set, and the LightGBM model tuned by Optuna, tracked
 and registered in MLflow as ``@challenger``."""
 
+from collections.abc import Mapping
+from typing import Any
+
 import dagster as dg
 import mlflow
 import pandas as pd
+from pydantic import Field, ValidationError
 from pyspark.sql import functions as F
 
 from mlops_assets.defs import groups
@@ -11,22 +15,45 @@ from mlops_assets.defs.common import OWNER, git_revision
 from mlops_assets.lakehouse.catalog import BILLING, FEATURES, TRAINING_SET
 from mlops_assets.lakehouse.features import churn_labels, labelled_as_of_dates
 from mlops_assets.ml.leakage import SUSPICIOUS_AUC, single_feature_auc, suspicious_features
-from mlops_assets.ml.mlflow_model import CHALLENGER, log_and_register, set_alias
+from mlops_assets.ml.metrics import choose_threshold
+from mlops_assets.ml.mlflow_model import CHALLENGER
+from mlops_assets.ml.splits import temporal_split
 from mlops_assets.ml.training import (
     TrialResult,
-    choose_threshold,
     predict_proba,
-    temporal_split,
     tune_and_train,
 )
-from mlops_assets.resources import (
-    FeatureSetResource,
-    LakehouseResource,
-    MlflowTrackingResource,
-    TrainingConfig,
-)
+from mlops_assets.resources import FeatureSetResource, LakehouseResource, MlflowTrackingResource
 
 SPLIT = "split"
+TRAINING_OP = "ml__churn_model"  # the op name of the asset ml/churn_model, which takes TrainingConfig
+
+
+class TrainingConfig(dg.Config):
+    """Search budget and reproducibility of a training run."""
+
+    n_trials: int = Field(default=20, ge=1, le=10_000)
+    timeout_s: float | None = Field(default=600, gt=0, le=7 * 24 * 3600)
+    seed: int = 42
+    num_threads: int = Field(
+        default=1, ge=1, le=256, description="LightGBM threads; 1 when Spark shares 2 cores"
+    )
+
+    @classmethod
+    def check_run_config(cls, run_config: Mapping[str, Any], op_name: str = TRAINING_OP) -> None:
+        """Fail a run at its start when its training config breaks a bound.
+
+        Why: Dagster checks run config against the config *schema* (types) at launch, but builds this pydantic
+        model (and so checks ``ge``/``le``) only when the training step starts, after the training set has
+        been rebuilt. So the first step of a training run checks it before doing any work.
+        """
+        raw = ((run_config.get("ops") or {}).get(op_name) or {}).get("config")
+        if not raw:
+            return
+        try:
+            cls(**raw)
+        except ValidationError as error:
+            raise ValueError(f"run config ops.{op_name}.config is invalid: {error}") from None
 
 
 def read_training_set(lakehouse: LakehouseResource) -> pd.DataFrame:
@@ -46,6 +73,7 @@ def read_training_set(lakehouse: LakehouseResource) -> pd.DataFrame:
 def training_set(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource, feature_set: FeatureSetResource
 ) -> dg.MaterializeResult:
+    TrainingConfig.check_run_config(context.run.run_config)
     contract = feature_set.contract()
     delta = lakehouse.delta()
     features = feature_set.read(lakehouse)
@@ -196,11 +224,11 @@ def churn_model(
         mlflow.log_metrics(
             {"best_valid_auc": result.best_value, "threshold": threshold, "n_pruned": summary["n_pruned"]}
         )
-        registered = log_and_register(
+        registry = mlflow_tracking.registry()
+        registered = registry.register(
             model,
             contract,
             train,
-            mlflow_tracking.model_name,
             tags={
                 "dagster_run_id": context.run.run_id,
                 "asset_partition": context.partition_key if context.has_partition_key else "unpartitioned",
@@ -211,7 +239,7 @@ def churn_model(
                 "seed": str(config.seed),
             },
         )
-        set_alias(registered.name, CHALLENGER, registered.version)
+        registry.set_alias(CHALLENGER, registered.version)
     context.log.info(f"registered {registered.name} v{registered.version} as @{CHALLENGER}")
     return dg.MaterializeResult(
         metadata={

@@ -17,6 +17,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.models import infer_signature
 
 from mlops_assets.ml.contract import FeatureSetContract
@@ -78,43 +79,117 @@ class RegisteredVersion:
     run_id: str
 
 
-def log_and_register(
-    model: ChurnModel,
-    contract: FeatureSetContract,
-    example: pd.DataFrame,
-    model_name: str,
-    tags: dict[str, str],
-) -> RegisteredVersion:
-    """Log the model under the active MLflow run and register it as a new version with lineage tags."""
-    features = example[contract.feature_names]
-    signature = infer_signature(features, model.predict_proba(features))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / MODEL_FILE
-        path.write_text(json.dumps(model.to_dict()))
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=ChurnPyfunc(),
-            artifacts={"model": str(path)},
-            signature=signature,
-            input_example=features.head(5),
-            pip_requirements=PIP_REQUIREMENTS,
+@dataclass(frozen=True)
+class ModelRegistry:
+    """One registered model in one MLflow store. Every registry read and write goes through a client bound to
+    that store, never through MLflow's process-global tracking URI; only ``register`` logs under the active
+    (fluent) run, which the caller opened on the same store."""
+
+    tracking_uri: str
+    model_name: str
+
+    @property
+    def client(self) -> MlflowClient:
+        return MlflowClient(self.tracking_uri)
+
+    def register(
+        self, model: ChurnModel, contract: FeatureSetContract, example: pd.DataFrame, tags: dict[str, str]
+    ) -> RegisteredVersion:
+        """Log the model under the active MLflow run and register it as a new version with lineage tags."""
+        features = example[contract.feature_names]
+        signature = infer_signature(features, model.predict_proba(features))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / MODEL_FILE
+            path.write_text(json.dumps(model.to_dict()))
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=ChurnPyfunc(),
+                artifacts={"model": str(path)},
+                signature=signature,
+                input_example=features.head(5),
+                pip_requirements=PIP_REQUIREMENTS,
+            )
+        client = self.client
+        run_id = mlflow.active_run().info.run_id
+        name = self.model_name
+        retry_when_locked(f"registering {name!r}", lambda: _ensure_registered_model(client, name))
+        # One transaction creates the version with its lineage tags: retried, it cannot leave a duplicate.
+        mv = retry_when_locked(
+            f"creating a version of {name!r}",
+            lambda: client.create_model_version(
+                name,
+                source=info.model_uri,
+                run_id=run_id,
+                tags={key: str(value) for key, value in tags.items()},
+                model_id=info.model_id,
+            ),
         )
-    client = MlflowClient()
-    run_id = mlflow.active_run().info.run_id
-    retry_when_locked(f"registering {model_name!r}", lambda: _ensure_registered_model(client, model_name))
-    # One transaction creates the version with its lineage tags: retried, it cannot leave a duplicate.
-    mv = retry_when_locked(
-        f"creating a version of {model_name!r}",
-        lambda: client.create_model_version(
-            model_name,
-            source=info.model_uri,
-            run_id=run_id,
-            tags={key: str(value) for key, value in tags.items()},
-            model_id=info.model_id,
-        ),
-    )
-    version = str(mv.version)
-    return RegisteredVersion(model_name, version, run_id)
+        return RegisteredVersion(name, str(mv.version), run_id)
+
+    def alias_version(self, alias: str) -> str | None:
+        try:
+            return str(self.client.get_model_version_by_alias(self.model_name, alias).version)
+        except mlflow.exceptions.MlflowException:
+            return None
+
+    def require_alias(self, alias: str, needed_by: str) -> str:
+        """The version behind an alias, or an error saying which step needs it and what to run first."""
+        version = self.alias_version(alias)
+        if version is None:
+            raise ValueError(
+                f"{needed_by}: model {self.model_name!r} has no @{alias}; run the training job first"
+            )
+        return version
+
+    def set_alias(self, alias: str, version: str) -> None:
+        """Point an alias at a version (an idempotent upsert: safe to retry)."""
+        client = self.client
+        retry_when_locked(
+            f"setting @{alias} of {self.model_name!r}",
+            lambda: client.set_registered_model_alias(self.model_name, alias, version),
+        )
+
+    def delete_alias(self, alias: str) -> None:
+        client = self.client
+        retry_when_locked(
+            f"removing @{alias} of {self.model_name!r}",
+            lambda: client.delete_registered_model_alias(self.model_name, alias),
+        )
+
+    def version(self, version: str) -> ModelVersion:
+        return self.client.get_model_version(self.model_name, version)
+
+    def download(self, version: str, path: str = "", dst: str | None = None) -> str:
+        """A local copy of (part of) a version's artifact, fetched from this store."""
+        uri = f"models:/{self.model_name}/{version}" + (f"/{path}" if path else "")
+        return mlflow.artifacts.download_artifacts(
+            artifact_uri=uri, dst_path=dst, tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri
+        )
+
+    def load(self, version: str) -> ChurnModel:
+        """The version's ChurnModel, read from its registered artifact (no pyfunc env needed)."""
+        with open(self.download(version, f"artifacts/{MODEL_FILE}")) as f:
+            return ChurnModel.from_dict(json.load(f))
+
+    def validate_artifact(self, version: str, contract: FeatureSetContract) -> list[str]:
+        """Problems that make a version unfit to promote: it must load, match the contract, carry its lineage."""
+        problems = []
+        mv = self.version(version)
+        missing = [t for t in REQUIRED_TAGS if not mv.tags.get(t)]
+        if missing:
+            problems.append(f"model version {version} lacks lineage tags {missing}")
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                pyfunc = mlflow.pyfunc.load_model(self.download(version, dst=tmp))
+        except Exception as error:  # a broken artifact is exactly what this guards against
+            return [*problems, f"model version {version} does not load: {error}"]
+        signature = pyfunc.metadata.get_input_schema()
+        inputs = signature.input_names() if signature else []
+        if list(inputs) != contract.feature_names:
+            problems.append(
+                f"signature inputs {list(inputs)} differ from the contract's features {contract.feature_names}"
+            )
+        return problems
 
 
 def _ensure_registered_model(client: MlflowClient, model_name: str) -> None:
@@ -123,62 +198,3 @@ def _ensure_registered_model(client: MlflowClient, model_name: str) -> None:
     except mlflow.exceptions.MlflowException as error:
         if error.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
             raise
-
-
-def alias_version(model_name: str, alias: str) -> str | None:
-    try:
-        return str(MlflowClient().get_model_version_by_alias(model_name, alias).version)
-    except mlflow.exceptions.MlflowException:
-        return None
-
-
-def require_alias(model_name: str, alias: str, needed_by: str) -> str:
-    """The version behind an alias, or an error saying which step needs it and what to run first."""
-    version = alias_version(model_name, alias)
-    if version is None:
-        raise ValueError(f"{needed_by}: model {model_name!r} has no @{alias}; run the training job first")
-    return version
-
-
-def set_alias(model_name: str, alias: str, version: str) -> None:
-    """Point an alias at a version (an idempotent upsert: safe to retry)."""
-    retry_when_locked(
-        f"setting @{alias} of {model_name!r}",
-        lambda: MlflowClient().set_registered_model_alias(model_name, alias, version),
-    )
-
-
-def delete_alias(model_name: str, alias: str) -> None:
-    retry_when_locked(
-        f"removing @{alias} of {model_name!r}",
-        lambda: MlflowClient().delete_registered_model_alias(model_name, alias),
-    )
-
-
-def load_churn_model(model_name: str, version: str) -> ChurnModel:
-    """The version's ChurnModel, read from its registered artifact (no pyfunc env needed)."""
-    uri = f"models:/{model_name}/{version}"
-    local = mlflow.artifacts.download_artifacts(f"{uri}/artifacts/{MODEL_FILE}")
-    with open(local) as f:
-        return ChurnModel.from_dict(json.load(f))
-
-
-def validate_artifact(model_name: str, version: str, contract: FeatureSetContract) -> list[str]:
-    """Problems that make a version unfit to promote: it must load, match the contract, carry its lineage."""
-    problems = []
-    client = MlflowClient()
-    mv = client.get_model_version(model_name, version)
-    missing = [t for t in REQUIRED_TAGS if not mv.tags.get(t)]
-    if missing:
-        problems.append(f"model version {version} lacks lineage tags {missing}")
-    try:
-        pyfunc = mlflow.pyfunc.load_model(f"models:/{model_name}/{version}")
-    except Exception as error:  # a broken artifact is exactly what this guards against
-        return [*problems, f"model version {version} does not load: {error}"]
-    signature = pyfunc.metadata.get_input_schema()
-    inputs = signature.input_names() if signature else []
-    if list(inputs) != contract.feature_names:
-        problems.append(
-            f"signature inputs {list(inputs)} differ from the contract's features {contract.feature_names}"
-        )
-    return problems

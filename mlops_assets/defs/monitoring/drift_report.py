@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 
 import dagster as dg
 import mlflow
-from mlflow import MlflowClient
 from pyspark.sql import functions as F
 
 from mlops_assets.defs import groups
@@ -66,11 +65,8 @@ def drift_report(
     @functools.cache
     def reference(version: str) -> tuple[ReferenceProfile, float | None]:
         """The version's profile and test ROC-AUC, looked up once per run, not once per day."""
-        baseline = (
-            MlflowClient()
-            .get_run(MlflowClient().get_model_version(name, version).run_id)
-            .data.metrics.get("test_roc_auc")
-        )
+        run_id = mlflow_tracking.registry().version(version).run_id
+        baseline = mlflow_tracking.client().get_run(run_id).data.metrics.get("test_roc_auc")
         fix = f"materialize {REFERENCE_PROFILE_KEY.to_user_string()}"
         return load_profile(delta, name, version, fix), baseline
 

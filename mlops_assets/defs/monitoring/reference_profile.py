@@ -4,12 +4,11 @@ drift report (the storage is ``monitoring/profile_store.py``)."""
 import json
 
 import dagster as dg
-from mlflow import MlflowClient
 
 from mlops_assets.defs import groups
 from mlops_assets.defs.common import OWNER
 from mlops_assets.defs.training import SPLIT, read_training_set
-from mlops_assets.ml.mlflow_model import CHAMPION, load_churn_model, require_alias
+from mlops_assets.ml.mlflow_model import CHAMPION
 from mlops_assets.monitoring.profile import build_profile_pandas
 from mlops_assets.monitoring.profile_store import store_profile, stored_profile_json
 from mlops_assets.monitoring.severity import SCORE_COLUMN as SCORE
@@ -41,7 +40,8 @@ def reference_profile(
     monitoring: MonitoringResource,
 ) -> dg.MaterializeResult:
     name = mlflow_tracking.model_name
-    version = require_alias(name, CHAMPION, "reference_profile")
+    registry = mlflow_tracking.registry()
+    version = registry.require_alias(CHAMPION, "reference_profile")
     delta = lakehouse.delta()
     profile_json = stored_profile_json(delta, name, version)
     if profile_json is not None:
@@ -50,14 +50,14 @@ def reference_profile(
         contract = feature_set.contract()
         train = read_training_set(lakehouse)
         train = train[train[SPLIT] == "train"].copy()
-        train[SCORE] = load_churn_model(name, version).predict_proba(train)
+        train[SCORE] = registry.load(version).predict_proba(train)
         numerical = [c for c in contract.numerical if c not in monitoring.exclude_columns]
         categorical = [c for c in contract.categorical if c not in monitoring.exclude_columns]
         profile = build_profile_pandas(train, [*numerical, SCORE], categorical)
         profile_json = profile.to_json()
         store_profile(delta, name, version, profile_json)
-        run_id = MlflowClient().get_model_version(name, version).run_id
-        MlflowClient().log_text(run_id, profile_json, "monitoring/reference_profile.json")
+        run_id = registry.version(version).run_id
+        mlflow_tracking.client().log_text(run_id, profile_json, "monitoring/reference_profile.json")
     return dg.MaterializeResult(
         metadata={
             "model_version": version,

@@ -6,10 +6,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
+from mlops_assets.defs.automation import scoring_job, training_job
 from mlops_assets.defs.common import max_runtime
 from mlops_assets.defs.monitoring.drift_report import DRIFT_REPORT_KEY, drift_verdicts
-from mlops_assets.defs.monitoring.reference_profile import REFERENCE_PROFILE_KEY
-from mlops_assets.lakehouse.catalog import FEATURES, PREDICTIONS
+from mlops_assets.lakehouse.catalog import FEATURES
 from mlops_assets.monitoring.retrain_policy import (
     RetrainDecision,
     RetrainHistory,
@@ -21,13 +21,7 @@ from mlops_assets.resources import RetrainGuardrails
 
 retrain_job = dg.define_asset_job(
     name="retrain_on_drift",
-    selection=dg.AssetSelection.assets(
-        ["ml", "training_set"],
-        ["ml", "churn_model"],
-        ["ml", "evaluation_report"],
-        ["ml", "champion"],
-        REFERENCE_PROFILE_KEY,
-    ),
+    selection=training_job.selection,  # what the weekly training runs, so the two cannot drift apart
     tags=max_runtime(hours=2),
     description="Refresh the training set (all labelled data, including the new days) -> train -> evaluate -> "
     "gated promotion -> reference profile of the champion. The sensor then re-scores the drifted day.",
@@ -115,7 +109,7 @@ def drift_retraining_sensor(context: dg.SensorEvaluationContext, retrain_guardra
 
 rescore_job = dg.define_asset_job(
     "rescore_after_retrain",
-    selection=dg.AssetSelection.assets(PREDICTIONS.asset_key_path, DRIFT_REPORT_KEY),
+    selection=scoring_job.selection,  # what the daily scoring runs
     partitions_def=daily_partitions,
     tags=max_runtime(hours=1),
     description="Re-score one day and recompute its drift report (requested after a drift-triggered retrain).",
