@@ -208,9 +208,9 @@ USAGE = {
 @pytest.fixture
 def small_lakehouse(spark, tmp_path):
     """Landing -> bronze -> silver of usage events for two days, in a lakehouse of its own."""
+    from mlops_assets.compute import SparkStepRunner
     from mlops_assets.defs.ingestion import bronze_assets, landing_daily_files
     from mlops_assets.defs.silver import silver_assets
-    from mlops_assets.compute import SparkStepRunner
     from mlops_assets.resources import LakehouseResource, SparkResource, SyntheticSourceResource
 
     spark_resource = SparkResource()
