@@ -8,6 +8,7 @@ import dagster as dg
 from dagster_databricks import DatabricksClientResource
 from dagster_dbt import DbtCliResource
 
+from mlops_assets.compute import DatabricksJob, SparkStepRunner
 from mlops_assets.resources import (
     AlertWebhookResource,
     FeatureSetResource,
@@ -42,15 +43,36 @@ def databricks_workspace() -> DatabricksClientResource:
     return DatabricksClientResource(host=dg.EnvVar("DATABRICKS_HOST"), token=dg.EnvVar("DATABRICKS_TOKEN"))
 
 
+def compute_runner(settings: Settings, lakehouse: LakehouseResource) -> SparkStepRunner:
+    """Where Spark steps that can run remotely (silver) run: in process (``local``), in a local Pipes
+    subprocess (``pipes``), or as Databricks job runs (``databricks``, on the compute the settings name)."""
+    if settings.env == "pipes":
+        return SparkStepRunner(mode="pipes_subprocess", lakehouse=lakehouse)
+    if settings.env == "databricks" and settings.databricks is not None:
+        remote = settings.databricks
+        job = DatabricksJob(
+            wheel=remote.wheel,
+            existing_cluster_id=remote.cluster_id,
+            new_cluster_json=remote.new_cluster_json,
+            serverless_volume=remote.serverless_volume,
+        )
+        return SparkStepRunner(
+            mode="databricks", lakehouse=lakehouse, databricks=databricks_workspace(), job=job
+        )
+    return SparkStepRunner(mode="in_process", lakehouse=lakehouse)
+
+
 def build_resources(settings: Settings | None = None) -> dict[str, object]:
     settings = settings or load_settings()
     spark = SparkResource()
     production = {"databricks": databricks_workspace()} if settings.env == "databricks" else {}
+    lakehouse = LakehouseResource(root=settings.lakehouse_root, catalog=settings.catalog, spark=spark)
     return {
         **production,
         "alerts": alert_webhook(),
         "spark": spark,
-        "lakehouse": LakehouseResource(root=settings.lakehouse_root, catalog=settings.catalog, spark=spark),
+        "lakehouse": lakehouse,
+        "compute": compute_runner(settings, lakehouse),
         "source": SyntheticSourceResource(),
         "quality": QualityThresholds(),
         "feature_set": FeatureSetResource(contract_path=settings.feature_contract)

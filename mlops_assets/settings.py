@@ -2,7 +2,10 @@
 
 Every default sits inside the checkout under the git-ignored ``var/`` folder; the environment variables
 ``DAGSTER_HOME``, ``LAKEHOUSE_ROOT`` and ``MLFLOW_TRACKING_URI`` override them. ``MLOPS_ENV`` picks the
-deployment: ``local`` (embedded Spark, Delta by path) or ``databricks`` (Unity Catalog names).
+deployment: ``local`` (embedded Spark, Delta by path), ``pipes`` (the same, but Spark steps that can run remotely
+run in a local Dagster Pipes subprocess, as they would on Databricks) or ``databricks`` (Unity Catalog names,
+remote steps as Databricks job runs; it needs the variables in ``DATABRICKS_VARIABLES``, each checked here
+before any job is submitted).
 ``MLOPS_RETRAIN_COOLDOWN_HOURS`` and ``MLOPS_MAX_RETRAINS`` set the drift-retraining guardrails (the demo,
 which plays a week of data in minutes, runs its daemon with the wall-clock cooldown off).
 ``MLOPS_MLFLOW_UI_URL`` is where users open the MLflow UI (``make mlflow``); run ids in Dagster link there.
@@ -12,6 +15,7 @@ which plays a week of data in minutes, runs its daemon with the wall-clock coold
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Mapping
@@ -21,11 +25,35 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VAR_DIR = PROJECT_ROOT / "var"
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
-ENVIRONMENTS = ("local", "databricks")
+ENVIRONMENTS = ("local", "pipes", "databricks")
+# What MLOPS_ENV=databricks needs; the token is checked for presence only (it is read through dg.EnvVar).
+DATABRICKS_VARIABLES = {
+    "DATABRICKS_HOST": "the workspace URL, https://<workspace>.cloud.databricks.com",
+    "DATABRICKS_TOKEN": "a personal access token or service principal token",
+    "DATABRICKS_CATALOG": "the Unity Catalog catalog of the tables",
+    "DATABRICKS_HTTP_PATH": "the SQL warehouse dbt builds gold on, /sql/1.0/warehouses/<id>",
+    "MLOPS_DATABRICKS_WHEEL": "the project wheel remote steps run from (/Volumes/..., /Workspace/... or dbfs:/...)",
+}
+# Where remote steps run: exactly one of these.
+DATABRICKS_COMPUTE_VARIABLES = {
+    "DATABRICKS_CLUSTER_ID": "an existing all-purpose cluster",
+    "MLOPS_DATABRICKS_NEW_CLUSTER": "a JSON file with a new job cluster's spec (spark_version, node_type_id, ...)",
+    "MLOPS_DATABRICKS_SERVERLESS_VOLUME": "serverless compute; the /Volumes/<catalog>/<schema>/<volume> Pipes uses",
+}
 
 
 class SettingsError(ValueError):
     """A setting from the environment is invalid; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class DatabricksSettings:
+    """Where remote steps run on Databricks (host and token are bound through ``dg.EnvVar``, not kept here)."""
+
+    wheel: str
+    cluster_id: str | None = None
+    new_cluster_json: str | None = None
+    serverless_volume: str | None = None
 
 
 @dataclass(frozen=True)
@@ -40,6 +68,7 @@ class Settings:
     max_retrains: int | None = None
     # The feature-set contract of the ``feature_set`` resource; None keeps the built-in churn features.
     feature_contract: str | None = None
+    databricks: DatabricksSettings | None = None
 
     def retrain_guardrail_overrides(self) -> dict[str, float]:
         overrides = {"cooldown_hours": self.retrain_cooldown_hours, "max_retrains": self.max_retrains}
@@ -112,17 +141,52 @@ def check_feature_contract(raw: str) -> str:
     return str(path)
 
 
+def check_databricks(environ: Mapping[str, str]) -> DatabricksSettings:
+    """Every variable ``MLOPS_ENV=databricks`` needs, or an error naming each missing one."""
+    missing = [f"{name} ({what})" for name, what in DATABRICKS_VARIABLES.items() if not environ.get(name)]
+    if missing:
+        raise SettingsError("MLOPS_ENV=databricks needs " + "; ".join(missing))
+    compute = {name: environ[name] for name in DATABRICKS_COMPUTE_VARIABLES if environ.get(name)}
+    if len(compute) != 1:
+        options = "; ".join(f"{name} ({what})" for name, what in DATABRICKS_COMPUTE_VARIABLES.items())
+        found = f", not {len(compute)} ({', '.join(compute)})" if compute else ""
+        raise SettingsError(f"MLOPS_ENV=databricks needs exactly one of: {options}{found}")
+    host = environ["DATABRICKS_HOST"]
+    if not host.startswith("https://"):
+        raise SettingsError(f"DATABRICKS_HOST={host!r} must be an https:// URL")
+    new_cluster = None
+    if raw := compute.get("MLOPS_DATABRICKS_NEW_CLUSTER"):
+        try:
+            new_cluster = Path(raw).read_text()
+            if not isinstance(json.loads(new_cluster), dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as error:
+            raise SettingsError(
+                f"MLOPS_DATABRICKS_NEW_CLUSTER={raw!r} is not a cluster spec (JSON): {error}"
+            ) from None
+    volume = compute.get("MLOPS_DATABRICKS_SERVERLESS_VOLUME")
+    if volume is not None and (not volume.startswith("/Volumes/") or len(Path(volume).parts) < 5):
+        raise SettingsError(
+            f"MLOPS_DATABRICKS_SERVERLESS_VOLUME={volume!r} must be /Volumes/<catalog>/<schema>/<volume>"
+        )
+    return DatabricksSettings(
+        wheel=environ["MLOPS_DATABRICKS_WHEEL"],
+        cluster_id=compute.get("DATABRICKS_CLUSTER_ID"),
+        new_cluster_json=new_cluster,
+        serverless_volume=volume,
+    )
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     environ = os.environ if environ is None else environ
     env = environ.get("MLOPS_ENV", "local")
     if env not in ENVIRONMENTS:
         raise SettingsError(f"MLOPS_ENV={env!r} is not one of {ENVIRONMENTS}")
     lakehouse_root = environ.get("LAKEHOUSE_ROOT") or str(VAR_DIR / "lakehouse")
-    if env == "local" and "://" not in lakehouse_root:
+    if env != "databricks" and "://" not in lakehouse_root:
         check_lakehouse_root(lakehouse_root)
+    databricks = check_databricks(environ) if env == "databricks" else None
     catalog = environ.get("DATABRICKS_CATALOG") if env == "databricks" else None
-    if env == "databricks" and not catalog:
-        raise SettingsError("DATABRICKS_CATALOG must be set when MLOPS_ENV=databricks")
     mlflow_uri = environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{VAR_DIR / 'mlflow' / 'mlflow.db'}"
     mlflow_ui_url = environ.get("MLOPS_MLFLOW_UI_URL") or Settings.mlflow_ui_url
     if not mlflow_ui_url.startswith(("http://", "https://")):
@@ -138,4 +202,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         max_retrains=_number(environ, "MLOPS_MAX_RETRAINS", int, minimum=1, maximum=MAX_RETRAINS),
         feature_contract=check_feature_contract(raw) if (raw := environ.get("FEATURE_CONTRACT")) else None,
+        databricks=databricks,
     )

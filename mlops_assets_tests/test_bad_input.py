@@ -208,6 +208,7 @@ USAGE = {
 @pytest.fixture
 def small_lakehouse(spark, tmp_path):
     """Landing -> bronze -> silver of usage events for two days, in a lakehouse of its own."""
+    from mlops_assets.compute import SparkStepRunner
     from mlops_assets.defs.ingestion import bronze_assets, landing_daily_files
     from mlops_assets.defs.silver import silver_assets
     from mlops_assets.resources import LakehouseResource, SparkResource, SyntheticSourceResource
@@ -220,6 +221,7 @@ def small_lakehouse(spark, tmp_path):
     resources = {
         "spark": spark_resource,
         "lakehouse": lakehouse,
+        "compute": SparkStepRunner(lakehouse=lakehouse),
         "source": SyntheticSourceResource(initial_customers=40, daily_signups=1),
     }
 

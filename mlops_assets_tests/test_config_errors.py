@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 import yaml
 
+from mlops_assets.compute import DatabricksJob, SparkStepRunner
 from mlops_assets.defs.training import TRAINING_OP, TrainingConfig
 from mlops_assets.ml.contract import FeatureSetContract
 from mlops_assets.resources import (
@@ -32,6 +33,23 @@ def contract(**changes) -> Callable[[], object]:
 
 
 def settings(**environ: str) -> Callable[[], object]:
+    return lambda: load_settings(environ)
+
+
+# Everything MLOPS_ENV=databricks needs, on an existing cluster; each case below takes one thing away or breaks it.
+DATABRICKS = {
+    "MLOPS_ENV": "databricks",
+    "DATABRICKS_HOST": "https://example.cloud.databricks.com",
+    "DATABRICKS_TOKEN": "not-a-real-token",
+    "DATABRICKS_CATALOG": "main",
+    "DATABRICKS_HTTP_PATH": "/sql/1.0/warehouses/abc",
+    "MLOPS_DATABRICKS_WHEEL": "/Volumes/main/mlops/wheels/mlops_assets-0.1.0-py3-none-any.whl",
+    "DATABRICKS_CLUSTER_ID": "0101-000000-abc",
+}
+
+
+def databricks(**changes: str | None) -> Callable[[], object]:
+    environ = {k: v for k, v in {**DATABRICKS, **changes}.items() if v is not None}
     return lambda: load_settings(environ)
 
 
@@ -114,6 +132,64 @@ CASES: list[tuple[str, Callable[[], object], list[str]]] = [
     ("non-numeric max retrains", settings(MLOPS_MAX_RETRAINS="three"), ["MLOPS_MAX_RETRAINS"]),
     ("fractional max retrains", settings(MLOPS_MAX_RETRAINS="2.5"), ["MLOPS_MAX_RETRAINS"]),
     ("bad MLOPS_ENV", settings(MLOPS_ENV="staging"), ["MLOPS_ENV"]),
+    (
+        "databricks with nothing set",
+        settings(MLOPS_ENV="databricks"),
+        [
+            "DATABRICKS_HOST",
+            "DATABRICKS_TOKEN",
+            "DATABRICKS_CATALOG",
+            "DATABRICKS_HTTP_PATH",
+            "MLOPS_DATABRICKS_WHEEL",
+        ],
+    ),
+    ("databricks without a host", databricks(DATABRICKS_HOST=None), ["DATABRICKS_HOST"]),
+    ("databricks without a token", databricks(DATABRICKS_TOKEN=None), ["DATABRICKS_TOKEN"]),
+    ("databricks without a catalog", databricks(DATABRICKS_CATALOG=None), ["DATABRICKS_CATALOG"]),
+    ("databricks without a warehouse", databricks(DATABRICKS_HTTP_PATH=None), ["DATABRICKS_HTTP_PATH"]),
+    ("databricks without the wheel", databricks(MLOPS_DATABRICKS_WHEEL=None), ["MLOPS_DATABRICKS_WHEEL"]),
+    (
+        "databricks without compute",
+        databricks(DATABRICKS_CLUSTER_ID=None),
+        ["DATABRICKS_CLUSTER_ID", "MLOPS_DATABRICKS_NEW_CLUSTER", "MLOPS_DATABRICKS_SERVERLESS_VOLUME"],
+    ),
+    (
+        "databricks with two computes",
+        databricks(MLOPS_DATABRICKS_SERVERLESS_VOLUME="/Volumes/main/mlops/pipes"),
+        ["exactly one", "DATABRICKS_CLUSTER_ID", "MLOPS_DATABRICKS_SERVERLESS_VOLUME"],
+    ),
+    (
+        "databricks host over http",
+        databricks(DATABRICKS_HOST="http://example.cloud.databricks.com"),
+        ["DATABRICKS_HOST", "https"],
+    ),
+    (
+        "new cluster spec that is not JSON",
+        databricks(DATABRICKS_CLUSTER_ID=None, MLOPS_DATABRICKS_NEW_CLUSTER=A_FILE),
+        ["MLOPS_DATABRICKS_NEW_CLUSTER", "JSON"],
+    ),
+    (
+        "serverless volume that is not a volume",
+        databricks(DATABRICKS_CLUSTER_ID=None, MLOPS_DATABRICKS_SERVERLESS_VOLUME="/tmp/pipes"),
+        ["MLOPS_DATABRICKS_SERVERLESS_VOLUME", "/Volumes/"],
+    ),
+    (
+        "databricks compute without a job",
+        lambda: SparkStepRunner(
+            mode="databricks", lakehouse=LakehouseResource(root="/tmp/x", spark=SparkResource())
+        ),
+        ["databricks", "job"],
+    ),
+    (
+        "databricks job with no compute",
+        lambda: DatabricksJob(wheel="/Volumes/a/b/c/w.whl"),
+        ["existing_cluster_id", "new_cluster_json", "serverless_volume"],
+    ),
+    (
+        "unknown compute mode",
+        lambda: SparkStepRunner(mode="cloud", lakehouse=LakehouseResource(root="/x", spark=SparkResource())),
+        ["mode"],
+    ),
     (
         "MLflow UI URL without a scheme",
         settings(MLOPS_MLFLOW_UI_URL="127.0.0.1:5000"),
@@ -205,3 +281,39 @@ def test_zero_trials_fail_the_run_at_its_first_step_with_the_field_named() -> No
     assert failure.step_key == "ml__training_set"
     error = str(failure.event_specific_data.error)
     assert f"ops.{TRAINING_OP}.config" in error and "n_trials" in error
+
+
+def test_each_environment_chooses_where_spark_steps_run(tmp_path) -> None:
+    from mlops_assets.environment import build_resources
+
+    root = {"LAKEHOUSE_ROOT": str(tmp_path / "lake")}
+    assert build_resources(load_settings(root))["compute"].mode == "in_process"
+    assert (
+        build_resources(load_settings({**root, "MLOPS_ENV": "pipes"}))["compute"].mode == "pipes_subprocess"
+    )
+    spec = tmp_path / "cluster.json"
+    spec.write_text('{"spark_version": "15.4.x-scala2.12", "node_type_id": "i3.xlarge", "num_workers": 1}')
+    for compute, expected in (
+        ({}, {"existing_cluster_id": "0101-000000-abc"}),
+        (
+            {"DATABRICKS_CLUSTER_ID": None, "MLOPS_DATABRICKS_NEW_CLUSTER": str(spec)},
+            {"new_cluster": {"num_workers": 1}},
+        ),
+    ):
+        runner = build_resources(databricks(**compute)())["compute"]
+        task = runner.job.task("silver", "k").as_dict()
+        assert runner.mode == "databricks" and task["libraries"] == [
+            {"whl": DATABRICKS["MLOPS_DATABRICKS_WHEEL"]}
+        ]
+        for key, value in expected.items():
+            assert task[key] == value or value.items() <= task[key].items()
+    serverless = build_resources(
+        databricks(
+            DATABRICKS_CLUSTER_ID=None, MLOPS_DATABRICKS_SERVERLESS_VOLUME="/Volumes/main/mlops/pipes"
+        )()
+    )["compute"]
+    task = serverless.job.task("silver", "k").as_dict()
+    assert task["environment_key"] == "mlops_assets" and "libraries" not in task
+    assert task["python_wheel_task"]["parameters"] == ["silver", "--pipes-io", "volumes"]
+    [environment] = serverless.job.submit_args("r")["environments"]
+    assert environment.spec.dependencies == [DATABRICKS["MLOPS_DATABRICKS_WHEEL"]]

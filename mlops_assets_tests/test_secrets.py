@@ -85,7 +85,12 @@ def test_no_secret_in_events_logs_mlflow_dbt_or_tables(spark, run_on_the_instanc
 def test_databricks_credentials_are_bound_as_env_vars_not_values():
     from mlops_assets.environment import build_resources
     from mlops_assets.settings import load_settings
+    from mlops_assets_tests.test_config_errors import DATABRICKS
 
-    settings = load_settings({"MLOPS_ENV": "databricks", "DATABRICKS_CATALOG": "main"})
-    workspace = build_resources(settings)["databricks"]
+    settings = load_settings({**DATABRICKS, "DATABRICKS_TOKEN": SECRET_SENTINEL})
+    resources = build_resources(settings)
+    workspace = resources["databricks"]
     assert workspace.token == dg.EnvVar("DATABRICKS_TOKEN") != SECRET_SENTINEL
+    # the compute resource's workspace too; the settings keep no token at all
+    assert resources["compute"].databricks.token == dg.EnvVar("DATABRICKS_TOKEN")
+    assert SECRET_SENTINEL not in repr(settings)

@@ -12,6 +12,7 @@ import dagster as dg
 from pyspark.sql import DataFrame
 
 from mlops_assets.lakehouse.delta_io import CommitInfo, DeltaLakehouse
+from mlops_assets.lakehouse.steps import markdown_preview
 from mlops_assets.lakehouse.tables import TableRef
 from mlops_assets.resources import LakehouseResource
 
@@ -29,9 +30,6 @@ IDEMPOTENT_RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXP
 def max_runtime(hours: float) -> dict[str, str]:
     """Job tags that bound a run's wall time (enforced by run monitoring, see dagster.yaml)."""
     return {MAX_RUNTIME_TAG: str(int(hours * 3600))}
-
-
-PREVIEW_ROWS = 5
 
 
 @functools.cache
@@ -68,17 +66,6 @@ def read_run_partitions(
     """The rows of ``ref`` in the run's partition range: what a check of this run has to look at."""
     days = partition_days(context)
     return lakehouse.delta().read_partitions(ref, days[0], days[-1])
-
-
-def markdown_preview(df: DataFrame, rows: int = PREVIEW_ROWS) -> str:
-    """A small Markdown table of the first rows: collects only ``rows`` rows to the driver."""
-    sample = df.limit(rows).collect()
-    columns = df.columns
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in sample:
-        cells = [str(row[c]).replace("|", "\\|")[:40] for c in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def png_markdown(name: str, png: bytes) -> str:

@@ -6,33 +6,29 @@ import functools
 import dagster as dg
 from pyspark.sql import functions as F
 
+from mlops_assets.compute import SparkStepRunner
 from mlops_assets.defs import groups
-from mlops_assets.defs.common import (
-    IDEMPOTENT_RETRY,
-    OWNER,
-    partition_days,
-    read_run_partitions,
-    replace_run_partitions,
-)
+from mlops_assets.defs.common import IDEMPOTENT_RETRY, OWNER, partition_days, read_run_partitions
 from mlops_assets.lakehouse.catalog import BRONZE, QUARANTINE, SILVER
 from mlops_assets.lakehouse.entities import ENTITIES, EntitySpec
 from mlops_assets.lakehouse.ingest import try_cast
-from mlops_assets.lakehouse.quality import split_silver
 from mlops_assets.lakehouse.schemas import validation_errors
+from mlops_assets.lakehouse.steps import ROWS_ACCOUNTED_FOR, SILVER_STEP
 from mlops_assets.lakehouse.tables import TableRef
 from mlops_assets.partitions import daily_partitions, single_run_backfill
 from mlops_assets.resources import LakehouseResource, QualityThresholds
-
-TOP_RULES = 10
 
 
 def _refs(spec: EntitySpec) -> tuple[TableRef, TableRef, TableRef]:
     return BRONZE[spec.name], SILVER[spec.name], QUARANTINE[spec.name]
 
 
-def build_silver_assets(spec: EntitySpec) -> dg.AssetsDefinition:
+def build_silver_assets(
+    spec: EntitySpec, retry_policy: dg.RetryPolicy | None = IDEMPOTENT_RETRY
+) -> dg.AssetsDefinition:
     bronze_ref, silver_ref, quarantine_ref = _refs(spec)
     bronze_key = dg.AssetKey(bronze_ref.asset_key_path)
+    silver_key = dg.AssetKey(silver_ref.asset_key_path)
 
     @dg.multi_asset(
         name=f"silver_{spec.name}",
@@ -55,46 +51,31 @@ def build_silver_assets(spec: EntitySpec) -> dg.AssetsDefinition:
                 "source file and line, and the partition. Nothing is dropped silently.",
             ),
         ],
+        check_specs=[
+            dg.AssetCheckSpec(
+                ROWS_ACCOUNTED_FOR,
+                asset=silver_key,
+                blocking=True,
+                description="The step's own commits account for every bronze row it read: rows written to "
+                "silver + quarantined + removed duplicates = bronze rows (reported by the step, wherever it ran).",
+            )
+        ],
         partitions_def=daily_partitions,
         backfill_policy=single_run_backfill,
-        retry_policy=IDEMPOTENT_RETRY,
+        retry_policy=retry_policy,
     )
-    def _silver(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
+    def _silver(context: dg.AssetExecutionContext, compute: SparkStepRunner):
+        """The step runs where the ``compute`` resource says (in process, a Pipes subprocess, Databricks)."""
         days = partition_days(context)
-        delta = lakehouse.delta()
-        bronze = delta.read_partitions(bronze_ref, days[0], days[-1])
-        split = split_silver(bronze, spec)
-        # Delta has no two-table commit: quarantine first, then silver (the table consumers read). A run
-        # that fails between the two leaves the day's quarantine ahead and silver unchanged; the re-run
-        # replaces both partitions, so nothing is lost or doubled (test_bad_input fails the silver commit).
-        quarantine = replace_run_partitions(delta, split.quarantine, quarantine_ref, days)
-        silver = replace_run_partitions(delta, split.silver, silver_ref, days)
-        n_dupes = split.duplicates.count()
-        rules = (
-            quarantine.written.select(F.explode("rules_broken").alias("rule"))
-            .groupBy("rule")
-            .count()
-            .orderBy(F.desc("count"))
-            .limit(TOP_RULES)
-            .collect()
-        )
+        params = {"entity": spec.name, "start": days[0].isoformat(), "end": days[-1].isoformat()}
+        run = compute.run(context, SILVER_STEP, params)
+        tables = run.summary["tables"]
         context.log.info(
-            f"{spec.name}: {silver.commit.num_output_rows} to silver, "
-            f"{quarantine.commit.num_output_rows} quarantined, {n_dupes} duplicates removed"
+            f"{spec.name}: {tables['silver']['rows_written']} to silver, "
+            f"{tables['quarantine']['rows_written']} quarantined, "
+            f"{run.summary['duplicates_removed']} duplicates removed"
         )
-        rule_table = "\n".join(
-            ["| rule | rows |", "|---|---|"] + [f"| {r['rule']} | {r['count']} |" for r in rules]
-        )
-        yield dg.MaterializeResult(
-            asset_key=silver_ref.asset_key_path,
-            metadata=silver.metadata(
-                duplicates_removed=n_dupes, quarantined_rows=quarantine.commit.num_output_rows
-            ),
-        )
-        yield dg.MaterializeResult(
-            asset_key=quarantine_ref.asset_key_path,
-            metadata=quarantine.metadata(rules_broken=dg.MetadataValue.md(rule_table)),
-        )
+        yield from run.results
 
     return _silver
 
