@@ -19,7 +19,7 @@ export DO_NOT_TRACK ?= true
 DAGSTER_PORT ?= 3000
 MLFLOW_PORT ?= 5000
 
-.PHONY: install browser demo test dev lint format bench clean home manifest mlflow rollback dbt restore history
+.PHONY: install browser demo test dev lint format bench clean home manifest mlflow rollback dbt restore history connect-server
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,12 @@ history: install home
 # It writes gold without a Dagster materialization (Dagster does not see it): for debugging models only.
 dbt: install home
 	cd dbt_project && ../$(BIN)/dbt $(or $(ARGS),debug) --profiles-dir .
+
+# A Spark Connect server with Delta on 127.0.0.1 (foreground; Ctrl-C stops it). Then, in another shell:
+# `MLOPS_SPARK=sc://127.0.0.1:15002 make demo` (or `make dev`): the same assets, on that server.
+CONNECT_PORT ?= 15002
+connect-server: install
+	$(BIN)/python -m mlops_assets.cli connect-server --port $(CONNECT_PORT)
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -1,5 +1,10 @@
-"""``python -m bench``: the drift benchmark (see ``bench.drift_bench``)."""
+"""``python -m bench``: the drift benchmark (``bench.drift_bench``), then the engine benchmark
+(``bench.engine_bench``). ``python -m bench engines`` runs the engine benchmark alone."""
 
-from bench.drift_bench import main
+import sys
 
-raise SystemExit(main())
+from bench import drift_bench, engine_bench
+
+if sys.argv[1:] == ["engines"]:
+    raise SystemExit(engine_bench.main())
+raise SystemExit(drift_bench.main() or engine_bench.main())

@@ -310,6 +310,21 @@ def history(table: str) -> None:
     print(f"{ref} (newest first):\n{history_table(entries)}")
 
 
+def connect_server(port: int) -> None:
+    """A Spark Connect server with Delta on 127.0.0.1:port, in the foreground until Ctrl-C; point the project at
+    it with ``MLOPS_SPARK=sc://127.0.0.1:<port>``."""
+
+    from mlops_assets.lakehouse.spark import connect_server_command, connect_server_environ
+
+    print(f"[connect] Spark Connect on sc://127.0.0.1:{port} (Ctrl-C stops it)", file=sys.stderr, flush=True)
+    server = subprocess.Popen(connect_server_command(port), env=connect_server_environ(os.environ))
+    try:
+        raise SystemExit(server.wait())
+    except KeyboardInterrupt:
+        server.terminate()
+        raise SystemExit(server.wait()) from None
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="mlops_assets")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -322,6 +337,8 @@ def main(argv: list[str] | None = None) -> None:
     restore_parser.add_argument("--reason", default="manual restore", help="recorded in the audit row")
     history_parser = sub.add_parser("history", help="a Delta table's versions, to pick one to restore")
     history_parser.add_argument("--table", required=True, help="<layer>.<name>")
+    connect_parser = sub.add_parser("connect-server", help="a Spark Connect server with Delta on 127.0.0.1")
+    connect_parser.add_argument("--port", type=int, default=15002)
     args = parser.parse_args(argv)
     if args.command == "demo":
         demo(args.days)
@@ -331,6 +348,8 @@ def main(argv: list[str] | None = None) -> None:
         restore(args.table, args.version, args.reason)
     elif args.command == "history":
         history(args.table)
+    elif args.command == "connect-server":
+        connect_server(args.port)
 
 
 if __name__ == "__main__":

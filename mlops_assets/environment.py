@@ -62,9 +62,17 @@ def compute_runner(settings: Settings, lakehouse: LakehouseResource) -> SparkSte
     return SparkStepRunner(mode="in_process", lakehouse=lakehouse)
 
 
+def dbt_target(settings: Settings) -> str:
+    """The dbt target of the environment: Databricks' SQL warehouse, the Spark Connect server the Python steps
+    use, or an embedded session of dbt's own (local and standalone-cluster engines: the same files by path)."""
+    if settings.env == "databricks":
+        return "databricks"
+    return "connect" if settings.spark_engine.startswith("sc://") else "local"
+
+
 def build_resources(settings: Settings | None = None) -> dict[str, object]:
     settings = settings or load_settings()
-    spark = SparkResource()
+    spark = SparkResource(engine=settings.spark_engine)
     production = {"databricks": databricks_workspace()} if settings.env == "databricks" else {}
     lakehouse = LakehouseResource(root=settings.lakehouse_root, catalog=settings.catalog, spark=spark)
     return {
@@ -89,6 +97,6 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
             # The dbt of this interpreter's environment, whether or not the venv is on PATH, through a launcher
             # that makes it die with the run's worker (a killed run leaves no orphaned dbt behind).
             dbt_executable=dbt_executable(),
-            target="databricks" if settings.env == "databricks" else "local",
+            target=dbt_target(settings),
         ),
     }

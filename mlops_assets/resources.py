@@ -19,31 +19,41 @@ from mlops_assets.alerting import Alert, post_alert
 from mlops_assets.lakehouse.catalog import FEATURES
 from mlops_assets.lakehouse.delta_io import DeltaLakehouse
 from mlops_assets.lakehouse.features import USAGE_WINDOW_DAYS
-from mlops_assets.lakehouse.spark import build_local_session
+from mlops_assets.lakehouse.spark import build_session, unreadable_on_executors
 from mlops_assets.lakehouse.tables import TableLocator
 from mlops_assets.ml.contract import FeatureSetContract
 from mlops_assets.ml.mlflow_model import ModelRegistry
 from mlops_assets.ml.mlflow_runs import dagster_parent_run, end_open_runs
 from mlops_assets.ml.promotion import PromotionPolicy
 from mlops_assets.monitoring.severity import DriftThresholds, PerformanceThresholds
-from mlops_assets.settings import DBT_PROJECT_DIR
+from mlops_assets.settings import DBT_PROJECT_DIR, check_spark_engine
 from mlops_assets.synthetic.source import SCENARIOS, DirtConfig, SourceConfig, SyntheticSource
 
 DEFAULT_CONTRACT = Path(__file__).parent / "contracts" / "churn_features.yaml"
 
 
 class SparkResource(dg.ConfigurableResource):
-    """The run's Spark session. Created on first use and shared by every Spark step of the run (the
-    code location runs steps in-process), so the JVM starts once per run."""
+    """The run's Spark session on the engine the settings chose (``MLOPS_SPARK``): created on first use and
+    shared by every Spark step of the run (the code location runs steps in-process), so the JVM starts (or the
+    Connect client connects) once per run. Assets never ask which engine it is."""
 
-    master: str = "local[2]"
+    engine: str = "local"
     driver_memory: str = "4g"
     shuffle_partitions: int = Field(default=2, ge=1)
     conf: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        return check_spark_engine(value)
+
+    @property
+    def is_cluster(self) -> bool:
+        return self.engine.startswith("spark://")
+
     def session(self) -> SparkSession:
-        return build_local_session(
-            master=self.master,
+        return build_session(
+            self.engine,
             driver_memory=self.driver_memory,
             shuffle_partitions=self.shuffle_partitions,
             extra_conf=self.conf,
@@ -72,7 +82,30 @@ class LakehouseResource(dg.ConfigurableResource):
         return int(self.max_landing_file_mb * 1024 * 1024)
 
     def delta(self) -> DeltaLakehouse:
-        return DeltaLakehouse(self.spark.session(), self.locator)
+        session = self.spark.session()
+        if self.spark.is_cluster and not self.catalog:
+            _check_root_on_workers(session, self.root)
+        return DeltaLakehouse(session, self.locator)
+
+
+_ROOTS_SEEN_BY_WORKERS: set[tuple[str, str]] = set()
+
+
+def _check_root_on_workers(session: SparkSession, root: str) -> None:
+    """On a cluster, executors write the Delta files: the root must be storage every worker sees (a shared
+    mount or object store), or writes land on one worker's disk. Checked once per session and root."""
+    key = (session.conf.get("spark.app.id"), root)
+    if key in _ROOTS_SEEN_BY_WORKERS:
+        return
+    if "://" not in root:
+        Path(root).mkdir(parents=True, exist_ok=True)
+    blind = unreadable_on_executors(session, root)
+    if blind:
+        raise ValueError(
+            f"LAKEHOUSE_ROOT={root!r} is not visible on the cluster's workers {blind}: on a standalone cluster "
+            "the lakehouse must be storage every worker mounts (NFS, object storage), not the driver's disk"
+        )
+    _ROOTS_SEEN_BY_WORKERS.add(key)
 
 
 class SyntheticSourceResource(dg.ConfigurableResource):

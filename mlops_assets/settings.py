@@ -10,6 +10,9 @@ before any job is submitted).
 which plays a week of data in minutes, runs its daemon with the wall-clock cooldown off).
 ``MLOPS_MLFLOW_UI_URL`` is where users open the MLflow UI (``make mlflow``); run ids in Dagster link there.
 ``FEATURE_CONTRACT`` names the feature-set contract (YAML) the ML stages use instead of the built-in one.
+``MLOPS_SPARK`` picks the Spark engine: ``local`` (an embedded ``local[2]`` session, the default),
+``spark://HOST:PORT`` (a standalone cluster; the driver stays in the run process) or ``sc://HOST:PORT`` (Spark
+Connect, the protocol Databricks Connect speaks too).
 ``DAGSTER_HOME`` is read by Dagster itself, not here.
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +73,8 @@ class Settings:
     # The feature-set contract of the ``feature_set`` resource; None keeps the built-in churn features.
     feature_contract: str | None = None
     databricks: DatabricksSettings | None = None
+    # The Spark engine: "local", "spark://host:port" (standalone cluster) or "sc://host:port" (Spark Connect).
+    spark_engine: str = "local"
 
     def retrain_guardrail_overrides(self) -> dict[str, float]:
         overrides = {"cooldown_hours": self.retrain_cooldown_hours, "max_retrains": self.max_retrains}
@@ -177,6 +183,20 @@ def check_databricks(environ: Mapping[str, str]) -> DatabricksSettings:
     )
 
 
+SPARK_ENGINE = re.compile(r"^(spark|sc)://[A-Za-z0-9.\-]+:\d{1,5}(/.*)?$")
+
+
+def check_spark_engine(raw: str) -> str:
+    """``local``, a standalone master URL or a Spark Connect URL; anything else names the variable."""
+    engine = raw.strip()
+    if engine == "local" or SPARK_ENGINE.match(engine):
+        return engine
+    raise SettingsError(
+        f"MLOPS_SPARK={raw!r} is not an engine: use local, spark://HOST:PORT (a standalone cluster) or "
+        "sc://HOST:PORT (Spark Connect)"
+    )
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     environ = os.environ if environ is None else environ
     env = environ.get("MLOPS_ENV", "local")
@@ -203,4 +223,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_retrains=_number(environ, "MLOPS_MAX_RETRAINS", int, minimum=1, maximum=MAX_RETRAINS),
         feature_contract=check_feature_contract(raw) if (raw := environ.get("FEATURE_CONTRACT")) else None,
         databricks=databricks,
+        spark_engine=check_spark_engine(environ.get("MLOPS_SPARK") or "local"),
     )

@@ -3,15 +3,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-def small_resources() -> dict[str, object]:
-    """The project's resources with a small synthetic source (fast, still dirty). A plain function, so child
-    processes of fault tests build exactly the suite's resources."""
+if TYPE_CHECKING:
+    from mlops_assets.settings import Settings
+
+
+def small_resources(settings: Settings | None = None) -> dict[str, object]:
+    """The project's resources (of ``settings``, else of the environment) with a small synthetic source (fast,
+    still dirty). A plain function, so child processes of fault tests build exactly the suite's resources."""
     from mlops_assets.environment import build_resources
     from mlops_assets.resources import FeatureSetResource, PromotionPolicyResource, SyntheticSourceResource
 
     return {
-        **build_resources(),
+        **build_resources(settings),
         "source": SyntheticSourceResource(initial_customers=300, daily_signups=3),
         "feature_set": FeatureSetResource(as_of_every_days=2, warmup_days=7),
         # ~150 test rows per region: group rates are noisy, so the fairness bounds are wider than the default.

@@ -12,7 +12,7 @@ import dagster as dg
 from pyspark.sql import DataFrame
 
 from mlops_assets.lakehouse.delta_io import CommitInfo, DeltaLakehouse
-from mlops_assets.lakehouse.steps import markdown_preview
+from mlops_assets.lakehouse.steps import application_id, markdown_preview
 from mlops_assets.lakehouse.tables import TableRef
 from mlops_assets.resources import LakehouseResource
 
@@ -91,7 +91,7 @@ def delta_metadata(ref: TableRef, location: str, commit: CommitInfo, df: DataFra
         "table": str(ref),
         "delta_version": commit.version,
         "delta_operation": commit.operation,
-        "spark_application_id": df.sparkSession.sparkContext.applicationId,
+        "spark_application_id": application_id(df.sparkSession),
         "preview": dg.MetadataValue.md(markdown_preview(df)),
         **extra,
     }

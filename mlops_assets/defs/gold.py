@@ -60,17 +60,24 @@ translator = LakehouseDbtTranslator(settings=DagsterDbtTranslatorSettings(enable
 )
 def gold_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, lakehouse: LakehouseResource):
     """Build (run + test) the gold models over all of silver. dbt runs as a subprocess with its own JVM."""
-    invocation = dbt.cli(["build", "--vars", dbt_vars(lakehouse.root)], context=context, raise_on_error=False)
+    invocation = dbt.cli(
+        ["build", "--vars", dbt_vars(lakehouse.root, lakehouse.spark.engine)],
+        context=context,
+        raise_on_error=False,
+    )
     yield from invocation.stream()
     if not invocation.is_successful():
         raise dbt_failure(invocation.process.returncode)
 
 
-def dbt_vars(lakehouse_root: str) -> str:
-    """What this dbt call needs to know, as its ``--vars``: where the lakehouse is and which Delta jar its
-    Spark session loads. Passed to the one call, never through the process' environment (which every other
-    step and thread of the run shares)."""
-    return json.dumps({"lakehouse_root": lakehouse_root, "delta_package": delta_package()})
+def dbt_vars(lakehouse_root: str, spark_engine: str = "local") -> str:
+    """What this dbt call needs to know, as its ``--vars``: where the lakehouse is, which Delta jar its Spark
+    session loads, and the engine (the ``connect`` target builds gold on the same Spark Connect server as the
+    Python steps). Passed to the one call, never through the process' environment (which every other step and
+    thread of the run shares)."""
+    return json.dumps(
+        {"lakehouse_root": lakehouse_root, "delta_package": delta_package(), "spark_engine": spark_engine}
+    )
 
 
 def dbt_failure(returncode: int) -> dg.Failure:

@@ -3,6 +3,10 @@
 Partitioned writes replace exactly the partitions of the run (``replaceWhere``) in one atomic commit:
 re-running a partition, or a whole range, never duplicates it, and a killed writer leaves only
 uncommitted files that readers never see.
+
+Everything here works on a classic session and over Spark Connect alike: table history, existence and
+commit metrics come from SQL (``DESCRIBE HISTORY`` / ``DESCRIBE DETAIL``), never from ``delta.tables.DeltaTable``,
+whose Python API needs Delta's Connect server plugin.
 """
 
 from __future__ import annotations
@@ -11,8 +15,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.errors import AnalysisException
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
 from mlops_assets.lakehouse.tables import TableLocator, TableRef
@@ -55,7 +59,11 @@ class DeltaLakehouse:
     def exists(self, ref: TableRef) -> bool:
         if self.locator.catalog:
             return self.spark.catalog.tableExists(self.locator.identifier(ref))
-        return DeltaTable.isDeltaTable(self.spark, self.locator.path(ref))
+        try:
+            detail = self.spark.sql(f"DESCRIBE DETAIL {self._sql_name(ref)}").first()
+        except AnalysisException:  # no table there (or not a Delta one)
+            return False
+        return detail is not None and detail["format"] == "delta"
 
     def read(self, ref: TableRef) -> DataFrame:
         if self.locator.catalog:
@@ -65,10 +73,15 @@ class DeltaLakehouse:
     def read_partitions(self, ref: TableRef, start: date, end: date) -> DataFrame:
         return self.read(ref).where(F.col(PARTITION_COLUMN).between(F.lit(start), F.lit(end)))
 
-    def _table(self, ref: TableRef) -> DeltaTable:
+    def _sql_name(self, ref: TableRef) -> str:
+        """The table in SQL: its catalog name, or ``delta.`path``` for a table addressed by path."""
         if self.locator.catalog:
-            return DeltaTable.forName(self.spark, self.locator.identifier(ref))
-        return DeltaTable.forPath(self.spark, self.locator.path(ref))
+            return self.locator.identifier(ref)
+        return "delta.`" + self.locator.path(ref).replace("`", "``") + "`"
+
+    def _history(self, ref: TableRef, limit: int | None = None) -> DataFrame:
+        suffix = f" LIMIT {int(limit)}" if limit is not None else ""
+        return self.spark.sql(f"DESCRIBE HISTORY {self._sql_name(ref)}{suffix}")
 
     def _save(self, writer, ref: TableRef) -> None:
         if self.locator.catalog:
@@ -98,7 +111,7 @@ class DeltaLakehouse:
             .partitionBy(PARTITION_COLUMN)
         )
         self._save(writer, ref)
-        recent = self._table(ref).history(COMMIT_SEARCH_DEPTH).where(F.col("userMetadata") == token).first()
+        recent = self._history(ref, COMMIT_SEARCH_DEPTH).where(F.col("userMetadata") == token).first()
         if recent is None:
             return CommitInfo(self.version(ref), NO_COMMIT, 0)
         return _commit_info(recent)
@@ -113,7 +126,7 @@ class DeltaLakehouse:
         return self.last_commit(ref)
 
     def last_commit(self, ref: TableRef) -> CommitInfo:
-        return _commit_info(self._table(ref).history(1).first())
+        return _commit_info(self._history(ref, 1).first())
 
     def version(self, ref: TableRef) -> int:
         return self.last_commit(ref).version
@@ -121,7 +134,7 @@ class DeltaLakehouse:
     def history(self, ref: TableRef) -> list[HistoryEntry]:
         """The table's commits, newest first."""
         entries = []
-        for row in self._table(ref).history().collect():
+        for row in self._history(ref).collect():
             rows_out = (row["operationMetrics"] or {}).get("numOutputRows")
             entries.append(
                 HistoryEntry(
@@ -148,7 +161,7 @@ class DeltaLakehouse:
         return self.last_commit(ref)
 
 
-def _commit_info(row) -> CommitInfo:
+def _commit_info(row: Row) -> CommitInfo:
     """A history row as CommitInfo; a write that added no files wrote 0 rows (Delta then omits the count)."""
     metrics = row["operationMetrics"] or {}
     rows = metrics.get("numOutputRows")

@@ -71,10 +71,11 @@ def markdown_preview(df: DataFrame, rows: int = PREVIEW_ROWS) -> str:
 
 
 def application_id(spark: SparkSession) -> str | None:
-    """The Spark application id, where the session has a SparkContext to ask (Spark Connect has none)."""
+    """The Spark application id, through conf: a classic session and a Spark Connect one both answer it (Connect
+    has no SparkContext to ask)."""
     try:
-        return spark.sparkContext.applicationId
-    except Exception:  # a Connect session raises on .sparkContext
+        return spark.conf.get("spark.app.id")
+    except Exception:  # a session whose conf does not carry it: the id is a nicety, not worth failing a write
         return None
 
 
