@@ -76,7 +76,7 @@ def build_session(
 
 def build_connect_session(url: str, shuffle_partitions: int = 2) -> SparkSession:
     """A Spark Connect client session. Only runtime SQL confs can be set from here: Delta's extension and
-    catalog, memory and the Python workers' interpreter are the server's (see ``CONNECT_SERVER_CONF``)."""
+    catalog, memory and the Python workers' interpreter are the server's (see ``connect_server_command``)."""
     session = SparkSession.builder.remote(url).getOrCreate()
     for key, value in {
         "spark.sql.session.timeZone": "UTC",
