@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 from mlops_assets.lakehouse.catalog import BRONZE, GOLD, GOLD_MODELS, QUARANTINE, SILVER
 from mlops_assets.lakehouse.entities import ENTITIES
 from mlops_assets.lakehouse.ingest import LandingSchemaError
+from mlops_assets_tests.accounting import assert_bronze_accounted_for
 from mlops_assets_tests.conftest import TEST_DAYS, TEST_END, TEST_START
 
 # Taken at collection, before any test of the session runs a step.
@@ -46,32 +47,12 @@ def test_foundation_run_materializes_every_layer(foundation_run, lakehouse):
 
 
 def test_every_bronze_row_is_accounted_for(foundation_run, lakehouse):
-    """bronze = silver + quarantine + duplicates, recomputed here from bronze by lineage (source file and line),
-    not taken from the step's own counts: every quarantined row is a bronze row, and the bronze rows left over
-    collapse to exactly silver's keys, one row each."""
-    lineage = ["_source_file", "_source_row"]
+    """bronze = silver + quarantine + duplicates, recomputed from bronze by lineage (``accounting.py``)."""
     quarantined = duplicates = 0
     for name, spec in ENTITIES.items():
-        bronze = lakehouse.read(BRONZE[name])
-        silver = lakehouse.read(SILVER[name])
-        quarantine = lakehouse.read(QUARANTINE[name])
-        kept = bronze.join(quarantine.select(*lineage), lineage, "left_anti")
-        n_bronze, n_kept, n_quarantine, n_silver = (
-            bronze.count(),
-            kept.count(),
-            quarantine.count(),
-            silver.count(),
-        )
-        assert n_bronze == n_kept + n_quarantine, f"{name}: a quarantined row that is not a bronze row"
-        assert silver.select(*spec.key).distinct().count() == n_silver, f"{name}: duplicate keys in silver"
-        assert kept.select(*spec.key).distinct().count() == n_silver, (
-            f"{name}: kept keys differ from silver's"
-        )
-        assert silver.join(kept.select(*lineage), lineage, "left_anti").count() == 0, (
-            f"{name}: silver row not in bronze"
-        )
-        quarantined += n_quarantine
-        duplicates += n_kept - n_silver
+        q, d = assert_bronze_accounted_for(lakehouse, name, spec)
+        quarantined += q
+        duplicates += d
     assert quarantined > 0, "the dirty source should have produced quarantined rows"
     assert duplicates > 0, "the dirty source should have produced duplicates"
 
