@@ -1,10 +1,13 @@
 """The same slice of the graph on real engines: a standalone cluster (Master + Worker) and a Spark Connect
 server, both started by this module on 127.0.0.1 (once per session) from this venv's pyspark.
 
-Each engine runs landing -> bronze -> silver (+ quarantine) -> gold -> features for two days, then the last
-day again, in a child process with ``MLOPS_SPARK`` pointing at it (the code never asks which engine it is on).
-The reference is the same slice on the local engine, run in this process. Every table must hold exactly the
-reference's rows (load-time columns aside): same counts, same reconciliation, no duplicate keys after the re-run.
+Each engine runs landing -> bronze -> silver (+ quarantine) -> gold -> features for three days, then the last
+day again, then scoring and the drift report for the last two days by one @champion, in a child process with
+``MLOPS_SPARK`` pointing at it (the code never asks which engine it is on). The reference is the same slice on the
+local engine, run in this process, which also registers the champion in the MLflow store all slices share. Every
+table must hold exactly the reference's rows (load-time columns aside): same counts, same reconciliation, no
+duplicate keys after the re-run, the same scores; and every day's drift verdict must be the reference's, its
+statistics within 1e-9.
 """
 
 from __future__ import annotations
@@ -23,30 +26,41 @@ from mlops_assets.lakehouse.entities import ENTITIES
 from mlops_assets.lakehouse.tables import TableLocator
 from mlops_assets.settings import PROJECT_ROOT, load_settings
 from mlops_assets_tests.accounting import assert_bronze_accounted_for
-from mlops_assets_tests.engine_slice import SLICE_TABLES, run_slice, table_rows
+from mlops_assets_tests.engine_slice import (
+    SHIFTED_FEATURE,
+    SLICE_TABLES,
+    drift_verdicts,
+    register_champion,
+    run_scoring,
+    run_slice,
+    table_rows,
+)
 from mlops_assets_tests.engines import connect_server, standalone_cluster
 from mlops_assets_tests.small_lakehouse import small_resources
 
 pytestmark = pytest.mark.engines
-START, END = date(2026, 3, 1), date(2026, 3, 2)
+# The source's first days: every initial customer lands on the first, so from the second on (the first day's features
+# have no history behind them) the features hold ~300 rows a day, scored and drift-graded.
+START, SCORED_FROM, END = date(2026, 1, 1), date(2026, 1, 2), date(2026, 1, 3)
 
 
-def _environ(root: str, engine: str, tmp) -> dict[str, str]:
+def _environ(root: str, engine: str, tmp, mlflow_store) -> dict[str, str]:
     return {
         **os.environ,
         "LAKEHOUSE_ROOT": root,
         "MLOPS_SPARK": engine,
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{mlflow_store / 'mlflow.db'}",
         "DAGSTER_HOME": str(tmp / "dagster_home"),
     }
 
 
-def _slice_in_child(root: str, engine: str, tmp) -> dict:
+def _slice_in_child(root: str, engine: str, tmp, reference: dict) -> dict:
     """The slice in a process of its own, on ``engine``: a classic driver cannot share this process' JVM."""
     (tmp / "dagster_home").mkdir(parents=True, exist_ok=True)
+    args = [START.isoformat(), END.isoformat(), SCORED_FROM.isoformat(), str(reference["champion"])]
     done = subprocess.run(
-        [sys.executable, "-m", "mlops_assets_tests.engine_slice", START.isoformat(), END.isoformat()],
-        env=_environ(root, engine, tmp),
+        [sys.executable, "-m", "mlops_assets_tests.engine_slice", *args],
+        env=_environ(root, engine, tmp, reference["mlflow_store"]),
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
@@ -54,19 +68,31 @@ def _slice_in_child(root: str, engine: str, tmp) -> dict:
     )
     assert done.returncode == 0, done.stderr[-4000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
-    assert summary["success"] == [True, True], summary["errors"]
+    assert summary["success"] == [True, True, True], summary["errors"]
     return summary
 
 
 @pytest.fixture(scope="module")
 def local_slice(spark, tmp_path_factory):
-    """The reference: the slice on the local engine, in this process (the suite's session, no new JVM)."""
+    """The reference: the slice on the local engine, in this process (the suite's session, no new JVM), and the
+    champion every engine scores with, registered in the MLflow store the slices share."""
     tmp = tmp_path_factory.mktemp("local_slice")
-    settings = load_settings({**_environ(str(tmp / "lakehouse"), "local", tmp)})
-    summary = run_slice(START, END, small_resources(settings))
+    mlflow_store = tmp_path_factory.mktemp("slice_mlflow")
+    resources = small_resources(load_settings(_environ(str(tmp / "lakehouse"), "local", tmp, mlflow_store)))
+    summary = run_slice(START, END, resources)
     assert summary["success"] == [True, True], summary["errors"]
-    delta = DeltaLakehouse(spark, TableLocator(root=settings.lakehouse_root))
-    return {name: table_rows(delta, ref) for name, ref in SLICE_TABLES.items()}
+    delta = resources["lakehouse"].delta()
+    champion = register_champion(delta.read(SLICE_TABLES["features"]).toPandas(), resources)
+    scoring = run_scoring(SCORED_FROM, END, resources, champion)
+    assert scoring["success"] == [True], scoring["errors"]
+    champion_file = tmp / "champion.json"
+    champion_file.write_text(champion.to_json())
+    return {
+        "tables": {name: table_rows(delta, ref) for name, ref in SLICE_TABLES.items()},
+        "verdicts": drift_verdicts(delta),
+        "champion": champion_file,
+        "mlflow_store": mlflow_store,
+    }
 
 
 @pytest.fixture(scope="session")
@@ -87,18 +113,49 @@ def test_the_slice_writes_the_same_tables_on_every_engine(
 ):
     engine = request.getfixturevalue(engine_fixture)
     root = str(tmp_path / "lakehouse")
-    summary = _slice_in_child(root, engine.url, tmp_path)
+    summary = _slice_in_child(root, engine.url, tmp_path, local_slice)
     print(f"{engine.name}: started in {engine.startup_s} s, slice runs {summary['seconds']} s")
     delta = DeltaLakehouse(spark, TableLocator(root=root))
+    tables = local_slice["tables"]
     for name, ref in SLICE_TABLES.items():
         rows = table_rows(delta, ref)
-        assert len(rows) == len(local_slice[name]), (
-            f"{engine.name} {name}: {len(rows)} rows, local {len(local_slice[name])}"
+        assert len(rows) == len(tables[name]), (
+            f"{engine.name} {name}: {len(rows)} rows, local {len(tables[name])}"
         )
-        assert rows == local_slice[name], f"{engine.name} {name}: rows differ from the local engine's"
+        assert rows == tables[name], f"{engine.name} {name}: rows differ from the local engine's"
     for entity, spec in ENTITIES.items():
         assert_bronze_accounted_for(delta, entity, spec)  # after the re-run too: no duplicate keys
-    assert sum(len(local_slice[f"quarantine/{e}"]) for e in ENTITIES) > 0  # dirty data reached every engine
+    assert sum(len(tables[f"quarantine/{e}"]) for e in ENTITIES) > 0  # dirty data reached every engine
+    assert len(tables["predictions"]) == len(tables["features"])  # one score per entity and day
+
+    verdicts, reference = drift_verdicts(delta), local_slice["verdicts"]
+    assert [v["_partition_date"] for v in reference] == [SCORED_FROM.isoformat(), END.isoformat()]
+    assert all(SHIFTED_FEATURE in v["drifted_columns"] for v in reference)  # a verdict with something in it
+    for theirs, ours in zip(verdicts, reference, strict=True):
+        day = ours["_partition_date"]
+        assert {k: v for k, v in theirs.items() if k != "report"} == {
+            k: v for k, v in ours.items() if k != "report"
+        }, f"{engine.name} {day}: another verdict than the local engine's"
+        assert _figures(theirs["report"]) == pytest.approx(_figures(ours["report"]), abs=1e-9, nan_ok=True), (
+            f"{engine.name} {day}: drift statistics differ from the local engine's"
+        )
+
+
+def _figures(report: object, path: str = "") -> dict[str, float]:
+    """Every number in a drift report's JSON, by its path (the columns' list by column name)."""
+    if isinstance(report, dict):
+        return {k: v for key, item in report.items() for k, v in _figures(item, f"{path}/{key}").items()}
+    if isinstance(report, list):
+        named = all(isinstance(item, dict) and "column" in item for item in report) and report
+        keys = [item["column"] for item in report] if named else range(len(report))
+        return {
+            k: v
+            for key, item in zip(keys, report, strict=True)
+            for k, v in _figures(item, f"{path}/{key}").items()
+        }
+    if isinstance(report, bool) or not isinstance(report, int | float):
+        return {}
+    return {path: float(report)}
 
 
 def test_a_bad_engine_names_the_variable():
