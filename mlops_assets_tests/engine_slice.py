@@ -20,14 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pyspark.sql import functions as F
 
 from mlops_assets.lakehouse.catalog import BRONZE, FEATURES, GOLD, PREDICTIONS, QUARANTINE, SILVER
 from mlops_assets.lakehouse.delta_io import DeltaLakehouse
 from mlops_assets.lakehouse.tables import TableRef
 
-# Columns a re-run rewrites with the time of the load: left out when two builds are compared.
-LOAD_TIME_COLUMNS = ("_ingested_at", "_quarantined_at", "scored_at")
 SLICE_TABLES: dict[str, TableRef] = {
     **{f"bronze/{n}": r for n, r in BRONZE.items()},
     **{f"silver/{n}": r for n, r in SILVER.items()},
@@ -55,18 +52,6 @@ class SliceChampion:
     @classmethod
     def from_json(cls, text: str) -> SliceChampion:
         return cls(**json.loads(text))
-
-
-def table_rows(delta: DeltaLakehouse, ref: TableRef) -> list[tuple]:
-    """A table's rows, load-time columns aside and source files relative to the lakehouse root (two builds in two
-    roots read the same landing files), in a stable order."""
-    df = delta.read(ref)
-    df = df.drop(*[c for c in df.columns if c in LOAD_TIME_COLUMNS])
-    if "_source_file" in df.columns:
-        df = df.withColumn(
-            "_source_file", F.replace("_source_file", F.lit(delta.locator.root), F.lit("<root>"))
-        )
-    return sorted(map(tuple, df.collect()), key=repr)
 
 
 def register_champion(features: pd.DataFrame, resources: dict[str, Any]) -> SliceChampion:

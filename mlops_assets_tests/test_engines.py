@@ -26,6 +26,7 @@ from mlops_assets.lakehouse.entities import ENTITIES
 from mlops_assets.lakehouse.tables import TableLocator
 from mlops_assets.settings import PROJECT_ROOT, load_settings
 from mlops_assets_tests.accounting import assert_bronze_accounted_for
+from mlops_assets_tests.comparable import table_rows
 from mlops_assets_tests.engine_slice import (
     SHIFTED_FEATURE,
     SLICE_TABLES,
@@ -33,7 +34,6 @@ from mlops_assets_tests.engine_slice import (
     register_champion,
     run_scoring,
     run_slice,
-    table_rows,
 )
 from mlops_assets_tests.engines import connect_server, standalone_cluster
 from mlops_assets_tests.small_lakehouse import small_resources

@@ -30,13 +30,12 @@ from mlops_assets.lakehouse.tables import TableRef
 from mlops_assets.ml.mlflow_runs import DAGSTER_RUN_TAG, PARENT_RUN_TAG
 from mlops_assets.runs.launcher import sweep_dead_runs
 from mlops_assets.settings import PROJECT_ROOT
+from mlops_assets_tests.comparable import table_rows
 from mlops_assets_tests.conftest import TEST_END
 from mlops_assets_tests.servers import dbt_builds, process_alive, wait_until
 
 pytestmark = pytest.mark.faults
 
-# Columns stamped with the load time: a re-run writes new values by design.
-LOAD_TIME_COLUMNS = ("_ingested_at", "_quarantined_at")
 DAY = TEST_END.isoformat()
 GOLD = tuple(catalog.GOLD.values())
 
@@ -77,12 +76,6 @@ STAGES = [
     Stage("silver", SILVER, catalog.SILVER["usage_events"]),
     Stage("features", FEATURES, FEATURES[0]),
 ]
-
-
-def _rows(lakehouse, ref: TableRef) -> list[tuple]:
-    df = lakehouse.read(ref)
-    df = df.drop(*[c for c in df.columns if c in LOAD_TIME_COLUMNS])
-    return sorted(map(tuple, df.collect()), key=repr)
 
 
 def _commits(table: Path) -> int:
@@ -131,7 +124,7 @@ def test_a_run_killed_while_a_stage_writes_is_failed_and_its_rerun_equals_the_cl
     stage, foundation_run, test_defs, lakehouse, home
 ):
     assert foundation_run.success
-    clean = {str(t): _rows(lakehouse, t) for t in stage.tables}
+    clean = {str(t): table_rows(lakehouse, t) for t in stage.tables}
     table = Path(lakehouse.locator.path(stage.written))
     files_before, commits_before = _data_files(table), _commits(table)
     worker = _start(home, "daily_lakehouse", stage.tables)
@@ -143,7 +136,7 @@ def test_a_run_killed_while_a_stage_writes_is_failed_and_its_rerun_equals_the_cl
             worker.kill()
     # Killed between the data files and the commit: the files are there, no reader sees them.
     assert _commits(table) == commits_before, "killed before Delta committed"
-    assert {str(t): _rows(lakehouse, t) for t in stage.tables} == clean
+    assert {str(t): table_rows(lakehouse, t) for t in stage.tables} == clean
 
     instance = dg.DagsterInstance.get()
     _swept(instance)
@@ -154,14 +147,14 @@ def test_a_run_killed_while_a_stage_writes_is_failed_and_its_rerun_equals_the_cl
         raise_on_error=False,
     )
     assert rerun.success
-    assert {str(t): _rows(lakehouse, t) for t in stage.tables} == clean
+    assert {str(t): table_rows(lakehouse, t) for t in stage.tables} == clean
 
 
 def test_a_run_killed_while_dbt_writes_gold_is_failed_and_its_rerun_equals_the_clean_build(
     foundation_run, test_defs, lakehouse, home
 ):
     assert foundation_run.success
-    clean = {str(t): _rows(lakehouse, t) for t in GOLD}
+    clean = {str(t): table_rows(lakehouse, t) for t in GOLD}
     worker = _start(home, "daily_lakehouse", GOLD)
     try:
         dbt = wait_until(lambda: dbt_builds(worker.pid), 600, "the run's dbt build to start")[0]
@@ -181,7 +174,7 @@ def test_a_run_killed_while_dbt_writes_gold_is_failed_and_its_rerun_equals_the_c
         raise_on_error=False,
     )
     assert rerun.success, "the re-run's dbt opened Derby's metastore again"
-    assert {str(t): _rows(lakehouse, t) for t in GOLD} == clean
+    assert {str(t): table_rows(lakehouse, t) for t in GOLD} == clean
 
 
 def _mlflow_runs(client: MlflowClient, dagster_run_id: str) -> dict[str, str]:

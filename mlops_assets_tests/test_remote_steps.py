@@ -27,6 +27,7 @@ from mlops_assets.lakehouse.catalog import BRONZE, QUARANTINE, SILVER
 from mlops_assets.lakehouse.steps import ROWS_ACCOUNTED_FOR
 from mlops_assets.resources import LakehouseResource, SparkResource, SyntheticSourceResource
 from mlops_assets.settings import PROJECT_ROOT
+from mlops_assets_tests.comparable import comparable_rows
 from mlops_assets_tests.conftest import SECRET_SENTINEL, range_tags
 from mlops_assets_tests.fake_databricks import CANCELED_MESSAGE, FakeDatabricks
 from mlops_assets_tests.servers import wait_until
@@ -36,7 +37,6 @@ DAYS = [date(2026, 2, 1), date(2026, 2, 2)]
 TABLES = {"silver": SILVER[ENTITY], "quarantine": QUARANTINE[ENTITY]}
 CLUSTER_ID = "0101-000000-fakecl01"
 WHEEL = "/Volumes/main/mlops/wheels/mlops_assets-0.1.0-py3-none-any.whl"
-LOAD_TIME_COLUMNS = ("_quarantined_at",)
 
 
 def silver_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.AssetsDefinition:
@@ -82,9 +82,7 @@ def tables(spark, root: str) -> dict[str, list[tuple]]:
     lakehouse = LakehouseResource(root=root, spark=SparkResource()).delta()
     out = {}
     for name, ref in TABLES.items():
-        df = lakehouse.read_partitions(ref, DAYS[0], DAYS[-1])
-        df = df.drop(*[c for c in LOAD_TIME_COLUMNS if c in df.columns])
-        out[name] = sorted(map(tuple, df.collect()), key=repr)
+        out[name] = comparable_rows(lakehouse.read_partitions(ref, DAYS[0], DAYS[-1]))
     return out
 
 

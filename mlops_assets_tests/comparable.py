@@ -1,0 +1,28 @@
+"""Rows two builds of a table can be compared by: the columns a load stamps with its own time left out, source files
+relative to the lakehouse root (two builds in two roots read the same landing files), in a stable order. Shared by
+the engine, Pipes and killed-stage tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyspark.sql import functions as F
+
+from mlops_assets.lakehouse.delta_io import DeltaLakehouse
+from mlops_assets.lakehouse.tables import TableRef
+
+# Stamped with the time of the load: a re-run writes new values by design.
+LOAD_TIME_COLUMNS = ("_ingested_at", "_quarantined_at", "scored_at")
+
+
+def comparable_rows(df: Any, root: str | None = None) -> list[tuple]:
+    """``df``'s rows without load-time columns, ``root`` in source file paths replaced by ``<root>``, sorted."""
+    df = df.drop(*[c for c in df.columns if c in LOAD_TIME_COLUMNS])
+    if root is not None and "_source_file" in df.columns:
+        df = df.withColumn("_source_file", F.replace("_source_file", F.lit(root), F.lit("<root>")))
+    return sorted(map(tuple, df.collect()), key=repr)
+
+
+def table_rows(delta: DeltaLakehouse, ref: TableRef) -> list[tuple]:
+    """A whole table's comparable rows."""
+    return comparable_rows(delta.read(ref), delta.locator.root)
