@@ -42,7 +42,18 @@ GRAPH_FIXTURES = {"test_defs", "foundation_run"}
 PROCESS_MARKERS = {"faults", "security", "ui"}  # real processes: never unit
 
 
+# `make test` runs the suite on three pytest-xdist workers (`--dist loadgroup`), each with its own Spark session,
+# lakehouse, MLflow store and Dagster home (this module is imported once per worker). A module stays whole on one
+# worker (its module-scoped fixtures are built once); every module that uses the foundation run shares one group,
+# so the 45-day build happens once. The longest groups are queued first, one per worker.
+FOUNDATION_GROUP = "foundation"
+FIRST_GROUPS = (FOUNDATION_GROUP, "test_engines.py")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    on_foundation = {item.path for item in items if "foundation_run" in getattr(item, "fixturenames", ())}
+    groups = {}
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         if fixtures & SPARK_FIXTURES:
@@ -51,6 +62,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.graph)
         if not fixtures & SPARK_FIXTURES and not {m.name for m in item.iter_markers()} & PROCESS_MARKERS:
             item.add_marker(pytest.mark.unit)
+        groups[item.nodeid] = FOUNDATION_GROUP if item.path in on_foundation else item.path.name
+        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
+    first = {group: rank for rank, group in enumerate(FIRST_GROUPS)}
+    items.sort(key=lambda item: first.get(groups[item.nodeid], len(first)))  # stable: file order otherwise
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

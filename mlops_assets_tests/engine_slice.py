@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,58 @@ SLICE_TABLES: dict[str, TableRef] = {
 # The reference the slice's drift report grades against moves this feature, so the verdict has a drifted column to
 # agree on (a profile of two quiet days against themselves would only ever say "none").
 SHIFTED_FEATURE, SHIFT = "monthly_fee", 1.5
+
+
+@dataclass
+class SliceRuns:
+    """What the slice's runs did, in order: success, seconds, step errors, how many asset checks ran and which
+    failed, and the Spark application ids the run's materializations report (one per run: all its Spark steps share
+    a session)."""
+
+    success: list[bool] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    checks_run: list[int] = field(default_factory=list)
+    failed_checks: list[str] = field(default_factory=list)
+    application_ids: list[list[str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(self.success) and not self.errors
+
+    def execute(self, job: Any, **kwargs: Any) -> SliceRuns:
+        began = time.monotonic()
+        result = job.execute_in_process(raise_on_error=False, **kwargs)
+        self.seconds.append(round(time.monotonic() - began, 1))
+        self.success.append(result.success)
+        events = result.all_events
+        self.errors += [str(e.event_specific_data.error) for e in events if e.is_step_failure]
+        checks = [e.event_specific_data for e in events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+        self.checks_run.append(len(checks))
+        self.failed_checks += sorted(
+            f"{c.asset_key.to_user_string()}:{c.check_name}" for c in checks if not c.passed
+        )
+        materializations = [
+            e.event_specific_data.materialization for e in result.get_asset_materialization_events()
+        ]
+        ids = {
+            m.metadata["spark_application_id"].value
+            for m in materializations
+            if "spark_application_id" in m.metadata
+        }
+        self.application_ids.append(sorted(ids))
+        return self
+
+    def extend(self, other: SliceRuns) -> None:
+        for name in ("success", "seconds", "errors", "checks_run", "failed_checks", "application_ids"):
+            getattr(self, name).extend(getattr(other, name))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> SliceRuns:
+        return cls(**json.loads(text))
 
 
 @dataclass(frozen=True)
@@ -87,9 +139,7 @@ def register_champion(features: pd.DataFrame, resources: dict[str, Any]) -> Slic
     return SliceChampion(version, profile.to_json())
 
 
-def run_scoring(
-    start: date, end: date, resources: dict[str, Any], champion: SliceChampion
-) -> dict[str, object]:
+def run_scoring(start: date, end: date, resources: dict[str, Any], champion: SliceChampion) -> SliceRuns:
     """The daily scoring job (predictions -> drift report) for start..end as one run, against ``champion``."""
     from mlops_assets.definitions import build_defs
     from mlops_assets.monitoring.profile_store import store_profile
@@ -98,10 +148,7 @@ def run_scoring(
     model_name = resources["mlflow_tracking"].model_name
     store_profile(resources["lakehouse"].delta(), model_name, champion.version, champion.profile_json)
     job = build_defs(resources).resolve_job_def("daily_scoring")
-    began = time.monotonic()
-    result = job.execute_in_process(tags=range_tags(start, end), raise_on_error=False)
-    failures = [str(e.event_specific_data.error) for e in result.all_events if e.is_step_failure]
-    return {"success": [result.success], "seconds": [round(time.monotonic() - began, 1)], "errors": failures}
+    return SliceRuns().execute(job, tags=range_tags(start, end))
 
 
 def drift_verdicts(delta: DeltaLakehouse) -> list[dict[str, Any]]:
@@ -121,7 +168,7 @@ def drift_verdicts(delta: DeltaLakehouse) -> list[dict[str, Any]]:
     ]
 
 
-def run_slice(start: date, end: date, resources: dict[str, Any] | None = None) -> dict[str, object]:
+def run_slice(start: date, end: date, resources: dict[str, Any] | None = None) -> SliceRuns:
     """The daily lakehouse job for start..end as one run, then for ``end`` alone again."""
     from mlops_assets.definitions import build_defs
     from mlops_assets_tests.conftest import range_tags
@@ -133,16 +180,10 @@ def run_slice(start: date, end: date, resources: dict[str, Any] | None = None) -
         for key in job.asset_layer.executable_asset_keys
         if key.path[0] in ("landing", "bronze", "silver", "quarantine")
     ]
-    timings, successes = [], []
-    for tags, selection in ((range_tags(start, end), None), ({"dagster/partition": end.isoformat()}, rerun)):
-        began = time.monotonic()
-        result = job.execute_in_process(tags=tags, asset_selection=selection, raise_on_error=False)
-        timings.append(round(time.monotonic() - began, 1))
-        successes.append(result.success)
-        if not result.success:
-            failures = [str(e.event_specific_data.error) for e in result.all_events if e.is_step_failure]
-            return {"success": successes, "seconds": timings, "errors": failures}
-    return {"success": successes, "seconds": timings, "errors": []}
+    runs = SliceRuns().execute(job, tags=range_tags(start, end))
+    if runs.ok:
+        runs.execute(job, tags={"dagster/partition": end.isoformat()}, asset_selection=rerun)
+    return runs
 
 
 if __name__ == "__main__":
@@ -150,12 +191,8 @@ if __name__ == "__main__":
 
     first, last = (date.fromisoformat(arg) for arg in sys.argv[1:3])
     slice_resources = small_resources()
-    summary = run_slice(first, last, slice_resources)
-    if len(sys.argv) > 3 and not summary["errors"]:
-        scored_from, champion = (
-            date.fromisoformat(sys.argv[3]),
-            SliceChampion.from_json(Path(sys.argv[4]).read_text()),
-        )
-        scoring = run_scoring(scored_from, last, slice_resources, champion)
-        summary = {key: [*summary[key], *scoring[key]] for key in ("success", "seconds", "errors")}
-    print(json.dumps(summary), flush=True)
+    runs = run_slice(first, last, slice_resources)
+    if len(sys.argv) > 3 and runs.ok:
+        champion = SliceChampion.from_json(Path(sys.argv[4]).read_text())
+        runs.extend(run_scoring(date.fromisoformat(sys.argv[3]), last, slice_resources, champion))
+    print(runs.to_json(), flush=True)

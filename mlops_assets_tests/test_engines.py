@@ -12,7 +12,6 @@ statistics within 1e-9.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from mlops_assets_tests.comparable import table_rows
 from mlops_assets_tests.engine_slice import (
     SHIFTED_FEATURE,
     SLICE_TABLES,
+    SliceRuns,
     drift_verdicts,
     register_champion,
     run_scoring,
@@ -54,7 +54,7 @@ def _environ(root: str, engine: str, tmp, mlflow_store) -> dict[str, str]:
     }
 
 
-def _slice_in_child(root: str, engine: str, tmp, reference: dict) -> dict:
+def _slice_in_child(root: str, engine: str, tmp, reference: dict) -> SliceRuns:
     """The slice in a process of its own, on ``engine``: a classic driver cannot share this process' JVM."""
     (tmp / "dagster_home").mkdir(parents=True, exist_ok=True)
     args = [START.isoformat(), END.isoformat(), SCORED_FROM.isoformat(), str(reference["champion"])]
@@ -67,9 +67,9 @@ def _slice_in_child(root: str, engine: str, tmp, reference: dict) -> dict:
         timeout=900,
     )
     assert done.returncode == 0, done.stderr[-4000:]
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
-    assert summary["success"] == [True, True, True], summary["errors"]
-    return summary
+    runs = SliceRuns.from_json(done.stdout.strip().splitlines()[-1])
+    assert runs.success == [True, True, True], runs.errors
+    return runs
 
 
 @pytest.fixture(scope="module")
@@ -79,17 +79,19 @@ def local_slice(spark, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("local_slice")
     mlflow_store = tmp_path_factory.mktemp("slice_mlflow")
     resources = small_resources(load_settings(_environ(str(tmp / "lakehouse"), "local", tmp, mlflow_store)))
-    summary = run_slice(START, END, resources)
-    assert summary["success"] == [True, True], summary["errors"]
+    runs = run_slice(START, END, resources)
+    assert runs.success == [True, True], runs.errors
     delta = resources["lakehouse"].delta()
     champion = register_champion(delta.read(SLICE_TABLES["features"]).toPandas(), resources)
-    scoring = run_scoring(SCORED_FROM, END, resources, champion)
-    assert scoring["success"] == [True], scoring["errors"]
+    runs.extend(run_scoring(SCORED_FROM, END, resources, champion))
+    assert runs.success == [True, True, True], runs.errors
+    assert [len(ids) for ids in runs.application_ids] == [1, 1, 1], runs.application_ids
     champion_file = tmp / "champion.json"
     champion_file.write_text(champion.to_json())
     return {
         "tables": {name: table_rows(delta, ref) for name, ref in SLICE_TABLES.items()},
         "verdicts": drift_verdicts(delta),
+        "runs": runs,
         "champion": champion_file,
         "mlflow_store": mlflow_store,
     }
@@ -113,8 +115,15 @@ def test_the_slice_writes_the_same_tables_on_every_engine(
 ):
     engine = request.getfixturevalue(engine_fixture)
     root = str(tmp_path / "lakehouse")
-    summary = _slice_in_child(root, engine.url, tmp_path, local_slice)
-    print(f"{engine.name}: started in {engine.startup_s} s, slice runs {summary['seconds']} s")
+    runs = _slice_in_child(root, engine.url, tmp_path, local_slice)
+    print(f"{engine.name}: started in {engine.startup_s} s, slice runs {runs.seconds} s")
+    # The same gates pass and fail as on the local engine (freshness aside: it depends on the clock), and each run's
+    # Spark steps share one session: one application id per run.
+    assert runs.checks_run == local_slice["runs"].checks_run and min(runs.checks_run) > 0, runs.checks_run
+    assert _gates(runs) == _gates(local_slice["runs"]), (
+        f"{engine.name}: other asset checks failed than locally"
+    )
+    assert [len(ids) for ids in runs.application_ids] == [1, 1, 1], runs.application_ids
     delta = DeltaLakehouse(spark, TableLocator(root=root))
     tables = local_slice["tables"]
     for name, ref in SLICE_TABLES.items():
@@ -139,6 +148,10 @@ def test_the_slice_writes_the_same_tables_on_every_engine(
         assert _figures(theirs["report"]) == pytest.approx(_figures(ours["report"]), abs=1e-9, nan_ok=True), (
             f"{engine.name} {day}: drift statistics differ from the local engine's"
         )
+
+
+def _gates(runs: SliceRuns) -> list[str]:
+    return [check for check in runs.failed_checks if "freshness" not in check]
 
 
 def _figures(report: object, path: str = "") -> dict[str, float]:
