@@ -6,7 +6,7 @@ re-weighted). The data is generated with numpy in chunks and written once to Par
 even 5M rows x 25 columns per side is produced in bounded memory.
 
 - ours: Spark (local[2], driver 4g), timed from reading the Parquet to the finished verdict: reference
-  profile from the reference Parquet (``spark_drift.build_profile_spark``), then the one-pass drift of the current
+  profile from the reference Parquet (``spark_profile.build_profile_spark``), then the one-pass drift of the current
   Parquet (``compute_drift_spark``). The JVM start and a 60k-row warm-up run are excluded: a monitoring
   job runs in an already-started Spark session that has compiled these query shapes before.
 - Evidently: ``Report([DataDriftPreset()]).run`` on pandas DataFrames already in memory, in a
@@ -117,7 +117,8 @@ class OursResult:
 
 
 def run_ours(spark: SparkSession, reference: Path, current: Path) -> OursResult:
-    from mlops_assets.monitoring.spark_drift import build_profile_spark, compute_drift_spark
+    from mlops_assets.monitoring.spark_drift import compute_drift_spark
+    from mlops_assets.monitoring.spark_profile import build_profile_spark
 
     start = time.perf_counter()
     profile = build_profile_spark(spark.read.parquet(str(reference)), NUMERICAL, CATEGORICAL)

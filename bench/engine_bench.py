@@ -54,7 +54,7 @@ def _run_slice(tmp: Path, engine: str, env_mode: str) -> tuple[float, list[float
     return wall, summary["seconds"]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     print(
         "# engine-bench: the same 3-day slice (+ a 1-day re-run) per engine, each in a fresh process",
         flush=True,

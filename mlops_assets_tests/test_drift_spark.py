@@ -7,6 +7,7 @@ Data reaches Spark through Parquet written by pyarrow, so NaN and null stay dist
 from __future__ import annotations
 
 import math
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -14,16 +15,22 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from pyspark.sql import functions as F
 
 from mlops_assets.monitoring.drift_stats import column_drift_numpy, compute_drift, current_counts_numpy
 from mlops_assets.monitoring.profile import ReferenceProfile, build_profile_pandas
-from mlops_assets.monitoring.severity import Severity
+from mlops_assets.monitoring.severity import DriftThresholds, PerformanceThresholds, Severity
 from mlops_assets.monitoring.spark_drift import (
-    build_profile_spark,
+    binned_auc,
+    binned_auc_by,
     compute_drift_spark,
     count_pass,
     count_query,
+    day_report_spark,
+    day_reports_spark,
 )
+from mlops_assets.monitoring.spark_profile import build_profile_spark
+from mlops_assets_tests.comparable import report_figures
 
 NUMERICAL = ["amount", "tenure days", "score"]  # a space: names must be quoted in Spark
 CATEGORICAL = ["plan", "country", "is_active"]
@@ -171,6 +178,64 @@ def test_count_query_scans_the_data_once_without_python(spark, data_dir: Path, s
     plan = count_query(spark_profile, df)._jdf.queryExecution().executedPlan().toString()
     assert plan.count("FileScan") == 1, plan
     assert "EvalPython" not in plan and "PythonUDF" not in plan
+
+
+def _days_of_data(data_dir: Path) -> tuple[list[date], str]:
+    """Five days unlike each other: quiet, drifted, dirty, tiny (150 rows), drifted and dirty; with a label that
+    follows a probability column, so each day also has an AUC."""
+    days = [date(2026, 5, d) for d in range(1, 6)]
+    shapes = [
+        (N, False, False),
+        (5_000, True, False),
+        (4_000, False, True),
+        (150, False, False),
+        (N, True, True),
+    ]
+    tables = []
+    for i, (day, (n, drift, dirty)) in enumerate(zip(days, shapes, strict=True)):
+        columns = make_columns(seed=20 + i, n=n, drift=drift, dirty=dirty)
+        rng = np.random.default_rng(40 + i)
+        p = rng.random(n)
+        columns |= {
+            "day": pa.array([day] * n),
+            "p": pa.array(p),
+            "y": pa.array((rng.random(n) < p).astype("int32")),
+        }
+        tables.append(pa.table(columns))
+    path = data_dir / "days.parquet"
+    pq.write_table(pa.concat_tables(tables), path)
+    return days, str(path)
+
+
+def test_one_pass_over_many_days_grades_each_day_as_the_per_day_loop(
+    spark, data_dir: Path, spark_profile
+) -> None:
+    """A backfill's one aggregation grouped by day gives every day the report, verdict and AUC the day alone gets
+    (the loop the drift report ran before), from one scan of the data."""
+    days, path = _days_of_data(data_dir)
+    df = spark.read.parquet(path)
+    drift, performance = DriftThresholds(), PerformanceThresholds()
+    aucs = binned_auc_by(df, "y", "day", score="p")
+    one_pass = day_reports_spark(spark_profile, df, "day", drift, performance, 0.8, aucs)
+    assert sorted(one_pass) == days
+    for day in days:
+        alone = df.where(F.col("day") == F.lit(day))
+        auc = binned_auc(alone, "y", score="p")
+        assert aucs[day] == pytest.approx(auc, abs=1e-12)
+        ours, loop = (
+            one_pass[day].to_dict(),
+            day_report_spark(spark_profile, alone, drift, performance, 0.8, auc),
+        )
+        loop = loop.to_dict()
+        verdict = ("action", "data_drift_level", "performance_level")
+        assert [ours[k] for k in verdict] == [loop[k] for k in verdict], day
+        assert ours["summary"]["drifted_columns"] == loop["summary"]["drifted_columns"], day
+        assert ours["summary"]["critical_columns"] == loop["summary"]["critical_columns"], day
+        assert report_figures(ours) == pytest.approx(report_figures(loop), abs=1e-9, nan_ok=True), day
+    levels = {str(one_pass[d].summary.level) for d in days}
+    assert len(levels) > 1, levels  # the days really differ: quiet and drifted ones
+    plan = count_query(spark_profile, df, by="day")._jdf.queryExecution().executedPlan().toString()
+    assert plan.count("FileScan") == 1, plan
 
 
 def test_spark_profile_round_trips_and_is_small_for_25_columns(spark, data_dir: Path) -> None:

@@ -25,7 +25,7 @@ from mlops_assets.lakehouse.entities import ENTITIES
 from mlops_assets.lakehouse.tables import TableLocator
 from mlops_assets.settings import PROJECT_ROOT, load_settings
 from mlops_assets_tests.accounting import assert_bronze_accounted_for
-from mlops_assets_tests.comparable import table_rows
+from mlops_assets_tests.comparable import report_figures, table_rows
 from mlops_assets_tests.engine_slice import (
     SHIFTED_FEATURE,
     SLICE_TABLES,
@@ -145,30 +145,13 @@ def test_the_slice_writes_the_same_tables_on_every_engine(
         assert {k: v for k, v in theirs.items() if k != "report"} == {
             k: v for k, v in ours.items() if k != "report"
         }, f"{engine.name} {day}: another verdict than the local engine's"
-        assert _figures(theirs["report"]) == pytest.approx(_figures(ours["report"]), abs=1e-9, nan_ok=True), (
-            f"{engine.name} {day}: drift statistics differ from the local engine's"
-        )
+        assert report_figures(theirs["report"]) == pytest.approx(
+            report_figures(ours["report"]), abs=1e-9, nan_ok=True
+        ), f"{engine.name} {day}: drift statistics differ from the local engine's"
 
 
 def _gates(runs: SliceRuns) -> list[str]:
     return [check for check in runs.failed_checks if "freshness" not in check]
-
-
-def _figures(report: object, path: str = "") -> dict[str, float]:
-    """Every number in a drift report's JSON, by its path (the columns' list by column name)."""
-    if isinstance(report, dict):
-        return {k: v for key, item in report.items() for k, v in _figures(item, f"{path}/{key}").items()}
-    if isinstance(report, list):
-        named = all(isinstance(item, dict) and "column" in item for item in report) and report
-        keys = [item["column"] for item in report] if named else range(len(report))
-        return {
-            k: v
-            for key, item in zip(keys, report, strict=True)
-            for k, v in _figures(item, f"{path}/{key}").items()
-        }
-    if isinstance(report, bool) or not isinstance(report, int | float):
-        return {}
-    return {path: float(report)}
 
 
 def test_a_bad_engine_names_the_variable():

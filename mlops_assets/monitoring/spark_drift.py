@@ -25,26 +25,18 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mlops_assets.monitoring.drift_stats import CurrentCounts, DriftResult, compute_drift
 from mlops_assets.monitoring.profile import (
-    DEFAULT_BINS,
-    DEFAULT_QUANTILE_RELATIVE_ERROR,
-    DEFAULT_QUANTILE_SAMPLE_ROWS,
-    DEFAULT_TOP_K,
-    CategoricalProfile,
     ColumnProfile,
     NumericalProfile,
     ReferenceProfile,
-    check_disjoint,
     finite_or_none,
-    quantile_edges,
-    top_k_vocabulary,
 )
 from mlops_assets.monitoring.severity import (
     KEY_COLUMNS,
@@ -113,15 +105,18 @@ def numerical_buckets(col: NumericalProfile, with_range: bool = True) -> _Bucket
 
 
 def _bucketized(
-    profile: ReferenceProfile, df: DataFrame, with_range: bool
+    profile: ReferenceProfile, df: DataFrame, with_range: bool, by: str | None = None
 ) -> tuple[DataFrame, list[_Buckets | None]]:
-    """``df`` reduced to ``x{i}`` (numerical value) and ``b{i}`` (bucket index, null when missing)."""
+    """``df`` reduced to ``x{i}`` (numerical value) and ``b{i}`` (bucket index, null when missing), and ``g``
+    (the value of column ``by``) when counting per group."""
     cols = list(profile.columns.values())
     missing = [c.name for c in cols if c.name not in df.columns]
+    if by is not None and by not in df.columns:
+        missing.append(by)
     if missing:
         raise ValueError(f"profiled columns missing from the data: {missing}")
 
-    exprs: list[str] = []
+    exprs: list[str] = [f"{quote_identifier(by)} AS g"] if by is not None else []
     buckets: list[_Buckets | None] = []
     to_bucketize: list[int] = []
     for i, col in enumerate(cols):
@@ -166,31 +161,37 @@ class _Acc:
 
 
 def _count_query(
-    profile: ReferenceProfile, df: DataFrame, with_range: bool, moments: bool
+    profile: ReferenceProfile, df: DataFrame, with_range: bool, moments: bool, by: str | None = None
 ) -> tuple[DataFrame, list[_Buckets | None]]:
     from pyspark.sql import functions as F
 
     cols: list[ColumnProfile] = list(profile.columns.values())
-    bucketed, buckets = _bucketized(profile, df, with_range)
+    bucketed, buckets = _bucketized(profile, df, with_range, by)
     triples = ", ".join(
         f"{i}, CAST(b{i} AS INT), " + (f"x{i}" if isinstance(c, NumericalProfile) else "CAST(NULL AS DOUBLE)")
         for i, c in enumerate(cols)
     )
-    stacked = bucketed.selectExpr(f"stack({len(cols)}, {triples}) AS (k, b, x)")
+    group = ["g"] if by is not None else []
+    stacked = bucketed.selectExpr(*group, f"stack({len(cols)}, {triples}) AS (k, b, x)")
     aggs = ["count(1) AS n", "avg(x) AS mean"]
     if moments:  # only the reference needs them; ~20 % of the pass
         aggs += ["var_pop(x) AS var", "min(x) AS lo", "max(x) AS hi"]
-    return stacked.groupBy("k", "b").agg(*[F.expr(a) for a in aggs]), buckets
+    return stacked.groupBy(*group, "k", "b").agg(*[F.expr(a) for a in aggs]), buckets
 
 
 def count_query(
-    profile: ReferenceProfile, df: DataFrame, with_range: bool = True, moments: bool = False
+    profile: ReferenceProfile,
+    df: DataFrame,
+    with_range: bool = True,
+    moments: bool = False,
+    by: str | None = None,
 ) -> DataFrame:
-    """The aggregation ``count_pass`` runs: one row per (column index k, bucket b) with count and moments.
+    """The aggregation ``count_pass`` runs: one row per (column index k, bucket b) -- per (g, k, b) when
+    counting per value of ``by`` -- with count and moments.
 
     Exposed so its plan can be inspected (one scan of ``df``, no Python UDF).
     """
-    return _count_query(profile, df, with_range, moments)[0]
+    return _count_query(profile, df, with_range, moments, by)[0]
 
 
 def count_pass(
@@ -206,8 +207,31 @@ def count_pass(
     if not cols:
         return {}
     grouped, buckets = _count_query(profile, df, with_range, moments)
-    accs = [_Acc(counts=[0] * c.n_bins) for c in cols]
+    return _counts(cols, buckets, grouped.collect(), moments)
+
+
+def count_pass_by(
+    profile: ReferenceProfile, df: DataFrame, by: str, with_range: bool = True
+) -> dict[Any, dict[str, CurrentCounts]]:
+    """``count_pass`` for every value of column ``by`` (e.g. the day) in the same single aggregation job: what a
+    backfill of N days needs, in one scan instead of N. The driver holds groups x columns x bins rows. A group with
+    no rows is absent."""
+    cols: list[ColumnProfile] = list(profile.columns.values())
+    if not cols:
+        return {}
+    grouped, buckets = _count_query(profile, df, with_range, False, by)
+    rows_by_group: dict[Any, list[Any]] = {}
     for row in grouped.collect():
+        rows_by_group.setdefault(row["g"], []).append(row)
+    return {g: _counts(cols, buckets, rows, False) for g, rows in rows_by_group.items()}
+
+
+def _counts(
+    cols: list[ColumnProfile], buckets: list[_Buckets | None], rows: Iterable[Any], moments: bool
+) -> dict[str, CurrentCounts]:
+    """Per-column counts (and moments) from the aggregate's (k, b) rows of one group."""
+    accs = [_Acc(counts=[0] * c.n_bins) for c in cols]
+    for row in rows:
         k, b, n = int(row["k"]), row["b"], int(row["n"])
         acc, col = accs[k], cols[k]
         if b is None:
@@ -230,7 +254,7 @@ def count_pass(
 
     result: dict[str, CurrentCounts] = {}
     for col, acc in zip(cols, accs, strict=True):
-        rows = acc.nulls + sum(acc.counts)  # every row yields one bucket (or null) per column
+        rows_counted = acc.nulls + sum(acc.counts)  # every row yields one bucket (or null) per column
         mean = std = None
         if acc.n:
             mean = acc.mean_sum / acc.n
@@ -241,7 +265,7 @@ def count_pass(
             column=col.name,
             counts=tuple(acc.counts),
             null_count=acc.nulls,
-            total=rows,
+            total=rows_counted,
             out_of_range_count=acc.out_of_range,
             mean=finite_or_none(mean),
             std=finite_or_none(std),
@@ -266,9 +290,17 @@ def compute_drift_spark(
     key_columns: Sequence[str] = (),
 ) -> SparkDriftOutcome:
     """Drift of every profiled column of ``df``: one Spark aggregation, then the numpy statistics."""
-    counts = count_pass(profile, df)
+    return _outcome(profile, count_pass(profile, df), thresholds or DriftThresholds(), key_columns)
+
+
+def _outcome(
+    profile: ReferenceProfile,
+    counts: Mapping[str, CurrentCounts],
+    thresholds: DriftThresholds,
+    key_columns: Sequence[str],
+) -> SparkDriftOutcome:
     results = {name: compute_drift(col, counts[name]) for name, col in profile.columns.items()}
-    summary = summarize_dataset(results.values(), thresholds or DriftThresholds(), key_columns=key_columns)
+    summary = summarize_dataset(results.values(), thresholds, key_columns=key_columns)
     return SparkDriftOutcome(results=results, summary=summary)
 
 
@@ -286,6 +318,29 @@ def day_report_spark(
     return build_report(outcome.summary, baseline_roc_auc, current_roc_auc, "roc_auc", performance_thresholds)
 
 
+def day_reports_spark(
+    profile: ReferenceProfile,
+    df: DataFrame,
+    day_column: str,
+    thresholds: DriftThresholds,
+    performance_thresholds: PerformanceThresholds,
+    baseline_roc_auc: float | None,
+    current_roc_aucs: Mapping[Any, float | None],
+) -> dict[Any, DriftReport]:
+    """Every day's report from one aggregation grouped by ``day_column``, each day graded exactly as
+    ``day_report_spark`` grades it alone. Days without rows are absent."""
+    return {
+        day: build_report(
+            _outcome(profile, counts, thresholds, KEY_COLUMNS).summary,
+            baseline_roc_auc,
+            current_roc_aucs.get(day),
+            "roc_auc",
+            performance_thresholds,
+        )
+        for day, counts in sorted(count_pass_by(profile, df, day_column).items())
+    }
+
+
 AUC_BINS = 1000
 
 
@@ -294,16 +349,35 @@ def binned_auc(
 ) -> float | None:
     """ROC-AUC from a score histogram per class: bounded driver memory (2 x ``bins`` counts), any row count.
     None when the rows hold only one class."""
+    return _binned_auc(scored, label, score, bins, None).get(None)
+
+
+def binned_auc_by(
+    scored: DataFrame, label: str, by: str, score: str = SCORE_COLUMN, bins: int = AUC_BINS
+) -> dict[Any, float | None]:
+    """``binned_auc`` for every value of column ``by`` (e.g. the day), in one aggregation."""
+    return _binned_auc(scored, label, score, bins, by)
+
+
+def _binned_auc(
+    scored: DataFrame, label: str, score: str, bins: int, by: str | None
+) -> dict[Any, float | None]:
     bucket = f"LEAST(FLOOR({quote_identifier(score)} * {bins}), {bins - 1})"
+    group = [f"{quote_identifier(by)} AS g"] if by is not None else ["NULL AS g"]
     counts = (
-        scored.selectExpr(f"{bucket} AS b", f"{quote_identifier(label)} AS y")
-        .groupBy("b", "y")
+        scored.selectExpr(*group, f"{bucket} AS b", f"{quote_identifier(label)} AS y")
+        .groupBy("g", "b", "y")
         .count()
         .collect()
     )
-    pos, neg = [0] * bins, [0] * bins
+    histograms: dict[Any, tuple[list[int], list[int]]] = {}
     for r in counts:
+        pos, neg = histograms.setdefault(r["g"], ([0] * bins, [0] * bins))
         (pos if r["y"] == 1 else neg)[int(r["b"])] += r["count"]
+    return {g: _auc_of_histograms(pos, neg) for g, (pos, neg) in histograms.items()}
+
+
+def _auc_of_histograms(pos: list[int], neg: list[int]) -> float | None:
     n_pos, n_neg = sum(pos), sum(neg)
     if not n_pos or not n_neg:
         return None
@@ -312,113 +386,3 @@ def binned_auc(
         total += p * (below + n / 2)  # positives beat the negatives below them, tie with their own bin
         below += n
     return total / (n_pos * n_neg)
-
-
-# --- Spark builder ---------------------------------------------------------------------------------------
-
-
-def build_profile_spark(
-    df: DataFrame,
-    numerical: Sequence[str],
-    categorical: Sequence[str],
-    n_bins: int = DEFAULT_BINS,
-    top_k: int = DEFAULT_TOP_K,
-    relative_error: float = DEFAULT_QUANTILE_RELATIVE_ERROR,
-    quantile_sample_rows: int | None = DEFAULT_QUANTILE_SAMPLE_ROWS,
-    seed: int = 0,
-) -> ReferenceProfile:
-    """Reference profile of a Spark DataFrame; only aggregates reach the driver.
-
-    1. the row count (for Parquet/Delta read from metadata, no column is read);
-    2. bin edges: ``percentile_approx`` of all numerical columns in one aggregation, over a uniform
-       sample of about ``quantile_sample_rows`` rows (None: all rows). Edges only choose the bins; the
-       counts below are exact, so a sample costs no accuracy that matters and saves most of the time
-       (sketching 20 columns x 1M rows took ~10 s on 2 cores, a 50k-row sample ~1 s);
-    3. (categorical columns only) one group-by over (column, value) pairs keeping the exact top K;
-    4. one aggregation counting every column over its bins and taking exact moments -- the very pass used
-       for the current data (``spark_drift.count_pass``), so reference and current are binned alike.
-    """
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
-    check_disjoint(numerical, categorical)
-    rows = df.count()
-
-    quantiles: dict[str, list[float]] = {name: [] for name in numerical}
-    if numerical and rows:
-        sample = df
-        if quantile_sample_rows is not None and rows > quantile_sample_rows:
-            sample = df.sample(fraction=min(1.0, 1.2 * quantile_sample_rows / rows), seed=seed)
-        probs = [i / n_bins for i in range(1, n_bins)]
-        accuracy = max(1, round(1.0 / relative_error))
-        prob_sql = ", ".join(repr(p) for p in probs)
-        edges_row = sample.selectExpr(
-            *[
-                f"percentile_approx({numeric_sql(n)}, array({prob_sql}), {accuracy}) AS q{i}"
-                for i, n in enumerate(numerical)
-            ]
-        ).collect()[0]
-        quantiles = {name: list(edges_row[f"q{i}"] or []) for i, name in enumerate(numerical)}
-
-    vocab: dict[str, list[tuple[str, int]]] = {name: [] for name in categorical}
-    if categorical and rows:
-        triples = ", ".join(f"{j}, CAST({quote_identifier(n)} AS STRING)" for j, n in enumerate(categorical))
-        counted = (
-            df.selectExpr(f"stack({len(categorical)}, {triples}) AS (k, v)")
-            .where(F.col("v").isNotNull())
-            .groupBy("k", "v")
-            .count()
-        )
-        rank = F.row_number().over(Window.partitionBy("k").orderBy(F.desc("count"), F.asc("v")))
-        for r in counted.withColumn("rank", rank).where(F.col("rank") <= top_k).collect():
-            vocab[categorical[r["k"]]].append((r["v"], int(r["count"])))
-
-    skeleton: dict[str, ColumnProfile] = {}
-    for name in numerical:
-        edges = quantile_edges(quantiles[name])
-        skeleton[name] = NumericalProfile(
-            name=name,
-            edges=edges,
-            counts=(0,) * (len(edges) - 1),
-            null_count=0,
-            total=0,
-            min=None,
-            max=None,
-            mean=None,
-            std=None,
-        )
-    for name in categorical:
-        top = top_k_vocabulary(dict(vocab[name]), top_k)
-        skeleton[name] = CategoricalProfile(
-            name=name,
-            vocabulary=tuple(v for v, _ in top),
-            counts=(0,) * (len(top) + 1),
-            null_count=0,
-            total=0,
-        )
-    counted_bins = count_pass(
-        ReferenceProfile(columns=skeleton, row_count=rows, n_bins=n_bins, top_k=top_k),
-        df,
-        with_range=False,
-        moments=True,
-    )
-
-    columns: dict[str, ColumnProfile] = {}
-    for name, col in skeleton.items():
-        c = counted_bins[name]
-        common = {"counts": c.counts, "null_count": c.null_count, "total": c.total}
-        if isinstance(col, NumericalProfile):
-            lo, hi = finite_or_none(c.min), finite_or_none(c.max)
-            columns[name] = replace(
-                col,
-                **common,
-                min=lo,
-                max=hi,
-                mean=finite_or_none(c.mean),
-                std=finite_or_none(c.std),
-                valid_min=lo,
-                valid_max=hi,
-            )
-        else:
-            columns[name] = replace(col, **common)
-    return ReferenceProfile(columns=columns, row_count=rows, n_bins=n_bins, top_k=top_k)

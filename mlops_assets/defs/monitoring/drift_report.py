@@ -1,5 +1,6 @@
-"""The daily drift report (one Spark aggregation per day against the champion's reference profile), each
-day's verdict as its materialization's metadata, and the ``drift_severity`` check on it."""
+"""The daily drift report against the champion's reference profile (one Spark aggregation grouped by day for all
+of a run's days: a backfill is one scan, not one per day), each day's verdict as its materialization's metadata,
+and the ``drift_severity`` check on it."""
 
 import functools
 import json
@@ -20,7 +21,7 @@ from mlops_assets.monitoring.profile_store import load_profile
 from mlops_assets.monitoring.render import histogram_png, render_markdown
 from mlops_assets.monitoring.severity import SCORE_COLUMN as SCORE
 from mlops_assets.monitoring.severity import Level
-from mlops_assets.monitoring.spark_drift import binned_auc, day_report_spark
+from mlops_assets.monitoring.spark_drift import binned_auc_by, day_report_spark, day_reports_spark
 from mlops_assets.monitoring.verdict import ROW_SCHEMA, DayVerdict, overall_level
 from mlops_assets.partitions import daily_partitions, single_run_backfill
 from mlops_assets.resources import (
@@ -71,33 +72,62 @@ def drift_report(
         return load_profile(delta, name, version, fix), baseline
 
     all_features = feature_set.read(lakehouse)
-    verdicts: list[DayVerdict] = []
-    rows, markdowns, figures = [], [], {}
-    for day in days:
-        predictions = delta.read_partitions(PREDICTIONS, day, day)
-        scored_by = predictions.agg(F.max("model_version"), F.max("scored_at"), F.count("*")).first()
-        version, scored_at, n_scored = scored_by
-        if not n_scored:
-            raise ValueError(f"drift_report: no predictions for {day}; materialize {PREDICTIONS} first")
+    predictions = delta.read_partitions(PREDICTIONS, days[0], days[-1])
+    scored_by = {
+        row["_partition_date"]: (row["version"], row["scored_at"])
+        for row in predictions.groupBy("_partition_date")
+        .agg(F.max("model_version").alias("version"), F.max("scored_at").alias("scored_at"))
+        .collect()
+    }
+    unscored = [day.isoformat() for day in days if day not in scored_by]
+    if unscored:
+        raise ValueError(
+            f"drift_report: no predictions for {', '.join(unscored)}; materialize {PREDICTIONS} first"
+        )
+    # One aggregation per champion version over all its days (a backfill of N days is one scan, not N), then
+    # each day graded exactly as alone.
+    reports, aucs = {}, {}
+    for version in sorted({v for v, _ in scored_by.values()}):
+        version_days = [day for day in days if scored_by[day][0] == version]
         profile, baseline_auc = reference(version)
-        features = all_features.where(F.col(contract.as_of) == F.lit(day))
-        current = features.join(
-            predictions.select(
+        current = all_features.where(F.col(contract.as_of).isin(version_days)).join(
+            predictions.where(F.col("_partition_date").isin(version_days)).select(
                 F.col("entity").alias(contract.entity_key), F.col("as_of").alias(contract.as_of), SCORE
             ),
             [contract.entity_key, contract.as_of],
         )
-        current_auc = None
-        if labels_known_through is not None and (labels_known_through - day).days >= LABEL_HORIZON_DAYS:
-            current_auc = binned_auc(churn_labels(current, billing), contract.label)
-        report = day_report_spark(
+        labelled = [
+            day
+            for day in version_days
+            if labels_known_through is not None and (labels_known_through - day).days >= LABEL_HORIZON_DAYS
+        ]
+        if labelled:
+            scored = churn_labels(current.where(F.col(contract.as_of).isin(labelled)), billing)
+            aucs |= binned_auc_by(scored, contract.label, contract.as_of)
+        graded = day_reports_spark(
             profile,
             current,
+            contract.as_of,
             monitoring.drift_thresholds(),
             monitoring.performance_thresholds(),
             baseline_auc,
-            current_auc,
+            aucs,
         )
+        for day in version_days:  # a day whose scored rows have no features left is graded on nothing
+            reports[day] = graded.get(day) or day_report_spark(
+                profile,
+                current.limit(0),
+                monitoring.drift_thresholds(),
+                monitoring.performance_thresholds(),
+                baseline_auc,
+                None,
+            )
+    verdicts: list[DayVerdict] = []
+    rows, markdowns, figures = [], [], {}
+    for day in days:
+        version, scored_at = scored_by[day]
+        profile, _ = reference(version)
+        report, current_auc = reports[day], aucs.get(day)
         # What the report was computed from: a re-score, or the day's labels arriving, make it a new report.
         data_version = (
             f"{version}:{scored_at.isoformat()}:{'labelled' if current_auc is not None else 'pending'}"
