@@ -18,7 +18,7 @@ export DO_NOT_TRACK ?= true
 # Where `make dev` and `make mlflow` listen: always loopback (no auth on either), the port is yours to pick.
 DAGSTER_PORT ?= 3000
 MLFLOW_PORT ?= 5000
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 2
 
 .PHONY: install browser demo test dev lint format bench clean home manifest mlflow rollback dbt restore history connect-server
 
@@ -43,7 +43,7 @@ home:
 demo: install home
 	$(BIN)/python -m mlops_assets.cli demo
 
-# Three pytest-xdist workers, one whole module group each at a time (see mlops_assets_tests/conftest.py);
+# Two pytest-xdist workers, one whole module group each at a time (see mlops_assets_tests/conftest.py);
 # TEST_WORKERS=0 runs the suite in one process.
 test: install browser
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup

@@ -42,7 +42,7 @@ GRAPH_FIXTURES = {"test_defs", "foundation_run"}
 PROCESS_MARKERS = {"faults", "security", "ui"}  # real processes: never unit
 
 
-# `make test` runs the suite on three pytest-xdist workers, each with its own Spark session, lakehouse, MLflow
+# `make test` runs the suite on two pytest-xdist workers, each with its own Spark session, lakehouse, MLflow
 # store and Dagster home (this module is imported once per worker). The scheduler below keeps a module whole on one
 # worker (its module-scoped fixtures are built once) and every module that uses the foundation run in one group,
 # so the 45-day build happens once; the longest groups are queued first, one per worker. (xdist's own

@@ -38,7 +38,8 @@ from mlops_assets_tests.engine_slice import (
 from mlops_assets_tests.engines import connect_server, standalone_cluster
 from mlops_assets_tests.small_lakehouse import small_resources
 
-pytestmark = pytest.mark.engines
+# The per-test limit covers the fixture too: the local reference slice and an engine's slice, on 2 busy cores.
+pytestmark = [pytest.mark.engines, pytest.mark.timeout(1800)]
 # The source's first days: every initial customer lands on the first, so from the second on (the first day's features
 # have no history behind them) the features hold ~300 rows a day, scored and drift-graded.
 START, SCORED_FROM, END = date(2026, 1, 1), date(2026, 1, 2), date(2026, 1, 3)
