@@ -232,6 +232,11 @@ def test_one_pass_over_many_days_grades_each_day_as_the_per_day_loop(
         assert ours["summary"]["drifted_columns"] == loop["summary"]["drifted_columns"], day
         assert ours["summary"]["critical_columns"] == loop["summary"]["critical_columns"], day
         assert report_figures(ours) == pytest.approx(report_figures(loop), abs=1e-9, nan_ok=True), day
+    # A requested day without rows is graded as the loop grades an empty frame.
+    empty_day = date(2026, 6, 1)
+    with_empty = day_reports_spark(spark_profile, df, "day", drift, performance, 0.8, {}, days=[empty_day])
+    alone_empty = day_report_spark(spark_profile, df.limit(0), drift, performance, 0.8, None)
+    assert with_empty[empty_day].to_dict() == alone_empty.to_dict()
     levels = {str(one_pass[d].summary.level) for d in days}
     assert len(levels) > 1, levels  # the days really differ: quiet and drifted ones
     plan = count_query(spark_profile, df, by="day")._jdf.queryExecution().executedPlan().toString()

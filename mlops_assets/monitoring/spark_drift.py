@@ -211,16 +211,17 @@ def count_pass(
 
 
 def count_pass_by(
-    profile: ReferenceProfile, df: DataFrame, by: str, with_range: bool = True
+    profile: ReferenceProfile, df: DataFrame, by: str, with_range: bool = True, groups: Iterable[Any] = ()
 ) -> dict[Any, dict[str, CurrentCounts]]:
     """``count_pass`` for every value of column ``by`` (e.g. the day) in the same single aggregation job: what a
-    backfill of N days needs, in one scan instead of N. The driver holds groups x columns x bins rows. A group with
-    no rows is absent."""
+    backfill of N days needs, in one scan instead of N. The driver holds groups x columns x bins rows. A value in
+    ``groups`` without rows gets zero counts (what ``count_pass`` gives an empty frame); others without rows are
+    absent."""
     cols: list[ColumnProfile] = list(profile.columns.values())
     if not cols:
         return {}
     grouped, buckets = _count_query(profile, df, with_range, False, by)
-    rows_by_group: dict[Any, list[Any]] = {}
+    rows_by_group: dict[Any, list[Any]] = {g: [] for g in groups}
     for row in grouped.collect():
         rows_by_group.setdefault(row["g"], []).append(row)
     return {g: _counts(cols, buckets, rows, False) for g, rows in rows_by_group.items()}
@@ -326,9 +327,11 @@ def day_reports_spark(
     performance_thresholds: PerformanceThresholds,
     baseline_roc_auc: float | None,
     current_roc_aucs: Mapping[Any, float | None],
+    days: Iterable[Any] = (),
 ) -> dict[Any, DriftReport]:
     """Every day's report from one aggregation grouped by ``day_column``, each day graded exactly as
-    ``day_report_spark`` grades it alone. Days without rows are absent."""
+    ``day_report_spark`` grades it alone; a day of ``days`` without rows as it grades an empty frame, others
+    without rows are absent."""
     return {
         day: build_report(
             _outcome(profile, counts, thresholds, KEY_COLUMNS).summary,
@@ -337,7 +340,7 @@ def day_reports_spark(
             "roc_auc",
             performance_thresholds,
         )
-        for day, counts in sorted(count_pass_by(profile, df, day_column).items())
+        for day, counts in sorted(count_pass_by(profile, df, day_column, groups=days).items())
     }
 
 

@@ -21,7 +21,7 @@ from mlops_assets.monitoring.profile_store import load_profile
 from mlops_assets.monitoring.render import histogram_png, render_markdown
 from mlops_assets.monitoring.severity import SCORE_COLUMN as SCORE
 from mlops_assets.monitoring.severity import Level
-from mlops_assets.monitoring.spark_drift import binned_auc_by, day_report_spark, day_reports_spark
+from mlops_assets.monitoring.spark_drift import binned_auc_by, day_reports_spark
 from mlops_assets.monitoring.verdict import ROW_SCHEMA, DayVerdict, overall_level
 from mlops_assets.partitions import daily_partitions, single_run_backfill
 from mlops_assets.resources import (
@@ -104,7 +104,8 @@ def drift_report(
         if labelled:
             scored = churn_labels(current.where(F.col(contract.as_of).isin(labelled)), billing)
             aucs |= binned_auc_by(scored, contract.label, contract.as_of)
-        graded = day_reports_spark(
+        # A day whose scored rows have no features left is graded on no rows, as the per-day loop graded it.
+        reports |= day_reports_spark(
             profile,
             current,
             contract.as_of,
@@ -112,16 +113,8 @@ def drift_report(
             monitoring.performance_thresholds(),
             baseline_auc,
             aucs,
+            days=version_days,
         )
-        for day in version_days:  # a day whose scored rows have no features left is graded on nothing
-            reports[day] = graded.get(day) or day_report_spark(
-                profile,
-                current.limit(0),
-                monitoring.drift_thresholds(),
-                monitoring.performance_thresholds(),
-                baseline_auc,
-                None,
-            )
     verdicts: list[DayVerdict] = []
     rows, markdowns, figures = [], [], {}
     for day in days:
