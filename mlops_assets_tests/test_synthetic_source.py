@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 import mlops_assets.synthetic.landing as landing_module
+from mlops_assets.synthetic.landing import RESEND_MAX_DAYS
 from mlops_assets.synthetic.source import (
     BILLING_COLUMNS,
     CUSTOMER_COLUMNS,
@@ -509,11 +510,43 @@ def test_late_usage_rows_land_in_a_later_file(dirty_landing: dict) -> None:
         rows, _, _ = _parse_jsonl_file(paths["usage_events"])
         dates = [date.fromisoformat(r["event_date"]) for r in rows]
         assert all(d <= day for d in dates)
-        assert all((day - d).days <= 3 for d in dates)
-        if day >= _day(3):
+        assert all((day - d).days <= 3 + RESEND_MAX_DAYS for d in dates)  # late, then perhaps re-sent
+        if day >= _day(6):
             late += sum(d < day for d in dates)
             total += len(dates)
-    assert late / total == pytest.approx(DIRTY.late_rate, rel=0.2)
+    assert late / total == pytest.approx(DIRTY.late_rate + DIRTY.resend_rate, rel=0.2)
+
+
+@pytest.mark.parametrize("table", ["customers", "usage_events", "billing_events"])
+def test_resent_records_arrive_again_unchanged_one_to_three_days_later(
+    dirty_landing: dict, table: str
+) -> None:
+    key = "updated_at" if table == "customers" else "event_id"
+    first_seen: dict[tuple, tuple[date, dict]] = {}
+    resent = unchanged = total = 0
+    for day, lines in _all_lines(dirty_landing, table):
+        rows = (
+            _parse_jsonl_file(dirty_landing[day][table])[0]
+            if table == "usage_events"
+            else _parse_csv_file(dirty_landing[day][table], table)[0]
+        )
+        for row in {
+            json.dumps(r, sort_keys=True): r for r in rows
+        }.values():  # in-file copies are the other dirt
+            ident = (row["customer_id"], row[key])
+            if ident in first_seen:
+                first_day, first_row = first_seen[ident]
+                assert 1 <= (day - first_day).days <= RESEND_MAX_DAYS, ident
+                resent += 1
+                unchanged += row == first_row
+            else:
+                first_seen[ident] = (day, row)
+        total += len(lines)
+    if table == "usage_events":  # the table with enough rows for a rate (a few thousand a day)
+        assert resent / total == pytest.approx(DIRTY.resend_rate, rel=0.3)
+    assert resent > 0
+    # the copy is the record as simulated; its first file may have dirtied a value (here 5 % nulls per column)
+    assert unchanged / resent > 0.7
 
 
 def test_out_of_range_unknown_and_null_values_appear_at_rate(dirty_landing: dict) -> None:
@@ -566,7 +599,7 @@ def test_default_dirt_shows_every_kind_at_roughly_its_rate(tmp_path: Path) -> No
         late += sum(r["event_date"] < day.isoformat() for r in good)
     usage = pd.DataFrame(rows)
     assert dup / total == pytest.approx(dirt.duplicate_rate, rel=0.25)
-    assert late / total == pytest.approx(dirt.late_rate * 29 / 30, rel=0.25)
+    assert late / total == pytest.approx((dirt.late_rate + dirt.resend_rate) * 29 / 30, rel=0.25)
     assert bad / total == pytest.approx(dirt.malformed_rate, rel=0.5)
     assert usage.sessions.isna().mean() == pytest.approx(dirt.null_rate, rel=0.35)
     assert ((usage.minutes_used < 0) | (usage.sessions < 0)).mean() == pytest.approx(

@@ -117,6 +117,9 @@ class DirtConfig:
     malformed_rate: float = 0.002
     out_of_range_rate: float = 0.003
     unknown_category_rate: float = 0.002
+    # A record sent again, unchanged, in a file 1-3 days after its first one (an upstream retry): the lakehouse
+    # must keep it once, under its first arrival.
+    resend_rate: float = 0.003
 
     def __post_init__(self) -> None:
         for f in fields(self):

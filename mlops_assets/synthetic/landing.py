@@ -15,7 +15,15 @@ import numpy as np
 
 from mlops_assets.synthetic.config import LANDING_FILES, NULL_SPIKE_RATE, DirtConfig, Simulation, SourceConfig
 from mlops_assets.synthetic.frames import _iso_timestamps, _lookup, _ordinals_and_secs, _ordinals_of_dates
-from mlops_assets.synthetic.parameters import _STREAM_DIRT, _STREAM_LATE, _STREAM_NULL_SPIKE, _rng
+from mlops_assets.synthetic.parameters import (
+    _STREAM_DIRT,
+    _STREAM_LATE,
+    _STREAM_NULL_SPIKE,
+    _STREAM_RESEND,
+    _rng,
+)
+
+RESEND_MAX_DAYS = 3  # a re-sent record arrives again 1-3 days after its first file
 
 # --------------------------------------------------------------------------------------------------------
 # Landing rendering and dirt
@@ -141,6 +149,15 @@ class _LandingRenderer:
             "payment_method": bi["payment_method"].to_numpy(dtype=object),
         }
         self.billing_ord = b_ord
+        self.columns = {
+            "customers": self.customers,
+            "usage_events": self.usage,
+            "billing_events": self.billing,
+        }
+        first_files = {"customers": c_ord, "usage_events": self.usage_delivery, "billing_events": b_ord}
+        self.resent = {
+            table: _ResendSchedule.draw(cfg, table, days, first_ord) for table, days in first_files.items()
+        }
 
     def _delivery_days(self, event_ords: np.ndarray, first_ord: int) -> np.ndarray:
         """The file day each usage row lands in: its event day, or 1-3 days later for late rows."""
@@ -148,7 +165,8 @@ class _LandingRenderer:
         rate = self.cfg.dirt.late_rate
         if rate <= 0 or event_ords.size == 0:
             return delivery
-        for o in range(max(first_ord - 3, int(event_ords[0])), int(event_ords[-1]) + 1):
+        # From far enough back that every record whose first or re-sent file is on or after first_ord is placed.
+        for o in range(max(first_ord - 3 - RESEND_MAX_DAYS, int(event_ords[0])), int(event_ords[-1]) + 1):
             lo, hi = np.searchsorted(event_ords, [o, o + 1])
             rng = _rng(self.cfg.seed, o, _STREAM_LATE)
             late = rng.random(hi - lo) < rate
@@ -180,9 +198,46 @@ class _LandingRenderer:
         _apply_value_dirt(spec, cols, self.cfg.dirt, rng)
         lines = _format_lines(spec, cols)
         lines = _apply_line_dirt(spec, lines, self.cfg.dirt, rng)
+        again = self.resent[table].on(ordinal)
+        if again.size:  # after the dirt, so re-sends never move another kind's rows
+            lines += _format_lines(spec, {k: v[again] for k, v in self.columns[table].items()})
         if spec.fmt == "csv":
             lines = [",".join(name for name, _ in spec.columns), *lines]
         return "".join(line + "\n" for line in lines).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class _ResendSchedule:
+    """Which records a table's file of each day sends a second time (an upstream retry), as sorted arrays."""
+
+    days: np.ndarray  # the day of the second send, sorted
+    rows: np.ndarray  # the record each entry re-sends
+
+    @classmethod
+    def draw(cls, cfg: SourceConfig, table: str, first_file: np.ndarray, first_ord: int) -> _ResendSchedule:
+        """``resend_rate`` of the records, each 1-``RESEND_MAX_DAYS`` days after its first file. Drawn per day of
+        the first file over that day's records in simulation order, so a day's draws never depend on later days
+        (the simulation of a later end date is a prefix-extension of an earlier one)."""
+        rate = cfg.dirt.resend_rate
+        if rate <= 0 or first_file.size == 0:
+            return cls(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
+        order = np.argsort(first_file, kind="stable")
+        sorted_days = first_file[order]
+        days, rows = [], []
+        for o in range(max(first_ord - RESEND_MAX_DAYS, int(sorted_days[0])), int(sorted_days[-1]) + 1):
+            lo, hi = np.searchsorted(sorted_days, [o, o + 1])
+            rng = _rng(cfg.seed, o, _STREAM_RESEND[table])
+            again = rng.random(hi - lo) < rate
+            delay = rng.integers(1, RESEND_MAX_DAYS + 1, size=hi - lo)
+            days.append(o + delay[again])
+            rows.append(order[lo:hi][again])
+        all_days, all_rows = np.concatenate(days), np.concatenate(rows)
+        by_day = np.argsort(all_days, kind="stable")
+        return cls(all_days[by_day], all_rows[by_day])
+
+    def on(self, ordinal: int) -> np.ndarray:
+        lo, hi = np.searchsorted(self.days, [ordinal, ordinal + 1])
+        return self.rows[lo:hi]
 
 
 def _apply_value_dirt(

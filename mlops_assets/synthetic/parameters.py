@@ -23,6 +23,7 @@ _STREAM_DRIFT = 8
 _STREAM_LATE = 20
 _STREAM_DIRT = {"customers": 21, "usage_events": 22, "billing_events": 23}
 _STREAM_NULL_SPIKE = 24
+_STREAM_RESEND = {"customers": 25, "usage_events": 26, "billing_events": 27}
 
 _WARMUP_DAYS = 60
 _INITIAL_HISTORY_DAYS = 730
