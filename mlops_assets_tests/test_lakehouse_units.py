@@ -1,6 +1,6 @@
 """Focused tests of the pure lakehouse functions on hand-made files, and of configuration errors."""
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -67,6 +67,24 @@ def test_usage_rows_are_typed_deduplicated_or_quarantined_with_reasons(spark, tm
         6: ["customer_id:bad_format", "event_date:in_future"],
         7: ["sessions:bad_type"],
     }
+
+
+def test_a_record_re_sent_on_a_later_day_stays_in_that_days_silver(spark, tmp_path):
+    """Duplicates are removed within a day's files only, so loading two days in one run gives what two runs give;
+    gold keeps the first arrival (test_gold_incremental)."""
+    line = (
+        '{"event_id": "U1", "customer_id": "C000001", "event_date": "2026-02-10", "sessions": 3, '
+        '"minutes_used": 12.5, "support_tickets": 0, "device": "tv"}\n'
+    )
+    next_day = DAY + timedelta(days=1)
+    for day, copies in ((DAY, 2), (next_day, 1)):
+        (tmp_path / day.isoformat()).mkdir(parents=True, exist_ok=True)
+        (tmp_path / day.isoformat() / USAGE_EVENTS.file_name).write_text(line * copies)
+    files = landing_files(str(tmp_path), USAGE_EVENTS, [DAY, next_day])
+    split = split_silver(to_bronze(spark, files, USAGE_EVENTS, datetime.now(UTC)), USAGE_EVENTS)
+    kept = sorted((r["event_id"], r["_partition_date"], r["_is_late"]) for r in split.silver.collect())
+    assert kept == [("U1", DAY, False), ("U1", next_day, True)]
+    assert split.duplicates.count() == 1
 
 
 def test_csv_field_count_and_bad_numbers_are_quarantined(spark, tmp_path):

@@ -10,6 +10,7 @@ from mlops_assets.compute import SparkStepRunner
 from mlops_assets.defs import groups
 from mlops_assets.defs.common import IDEMPOTENT_RETRY, OWNER, partition_days, read_run_partitions
 from mlops_assets.lakehouse.catalog import BRONZE, QUARANTINE, SILVER
+from mlops_assets.lakehouse.delta_io import PARTITION_COLUMN
 from mlops_assets.lakehouse.entities import ENTITIES, EntitySpec
 from mlops_assets.lakehouse.ingest import try_cast
 from mlops_assets.lakehouse.schemas import validation_errors
@@ -115,9 +116,12 @@ def build_silver_checks(spec: EntitySpec) -> list[dg.AssetChecksDefinition]:
         )
         placed = silver.select(*lineage).unionByName(quarantine.select(*lineage))
         unplaced = bronze.join(placed, lineage, "left_anti")
-        silver_keys = silver.select(*spec.key).distinct()
+        day_keys = [*spec.key, PARTITION_COLUMN]  # duplicates are removed within a day's files (quality.py)
+        silver_keys = silver.select(*day_keys).distinct()
         typed_keys = [try_cast(F.col(k), spec.column(k).dtype).alias(k) for k in spec.key]
-        duplicates = unplaced.select(*typed_keys).join(silver_keys, list(spec.key), "left_semi").count()
+        duplicates = (
+            unplaced.select(*typed_keys, PARTITION_COLUMN).join(silver_keys, day_keys, "left_semi").count()
+        )
         counts = {
             "bronze_rows": bronze.count(),
             "silver_rows": silver.count(),
@@ -156,12 +160,13 @@ def build_silver_checks(spec: EntitySpec) -> list[dg.AssetChecksDefinition]:
 
     @silver_gate(
         name="unique_key",
-        description=f"No two silver rows share the key {list(spec.key)}.",
+        description=f"No two silver rows of one day share the key {list(spec.key)} (a record re-sent on a "
+        "later day is in that day too; gold keeps its first arrival).",
     )
     def unique_key(context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource):
         dupes = (
             read_run_partitions(context, lakehouse, silver_ref)
-            .groupBy(*spec.key)
+            .groupBy(*spec.key, PARTITION_COLUMN)
             .count()
             .where("count > 1")
             .count()

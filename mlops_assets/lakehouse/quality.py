@@ -90,9 +90,12 @@ def split_silver(bronze: DataFrame, spec: EntitySpec, processed_at: Column | Non
     processed_at = processed_at if processed_at is not None else F.current_timestamp()
     checked = rule_violations(bronze, spec)
     valid = checked.where(F.size("rules_broken") == 0)
-    first_of_key = Window.partitionBy(*[F.col(f"__typed_{k}") for k in spec.key]).orderBy(
-        "_partition_date", "_source_file", "_source_row"
-    )
+    # A partition is a function of its own files: a key repeated within one day's files is a duplicate here; a
+    # record re-sent on a later day stays in that day's partition too (what arrived, when), and gold keeps its
+    # first arrival. So a backfill's silver equals the same days loaded one run at a time.
+    first_of_key = Window.partitionBy(
+        *[F.col(f"__typed_{k}") for k in spec.key], F.col("_partition_date")
+    ).orderBy("_source_file", "_source_row")
     ranked = valid.withColumn("__rank", F.row_number().over(first_of_key))
 
     typed_columns = [F.col(f"__typed_{c.name}").alias(c.name) for c in spec.columns]
