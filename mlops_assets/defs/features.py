@@ -12,7 +12,7 @@ from mlops_assets.defs.common import (
     replace_run_partitions,
 )
 from mlops_assets.lakehouse.catalog import FEATURES, GOLD
-from mlops_assets.lakehouse.features import as_of_frame, build_features, leakage_violations
+from mlops_assets.lakehouse.features import as_of_frame, build_features, feature_inputs, leakage_violations
 from mlops_assets.partitions import daily_partitions, single_run_backfill
 from mlops_assets.resources import LakehouseResource
 
@@ -35,11 +35,9 @@ def churn_features(context: dg.AssetExecutionContext, lakehouse: LakehouseResour
     days = partition_days(context)
     delta = lakehouse.delta()
     gold = {name: delta.read(ref) for name, ref in GOLD_INPUTS.items()}
+    usage, billing = feature_inputs(gold["fct_usage_daily"], gold["fct_billing_events"], days[0], days[-1])
     features = build_features(
-        as_of_frame(delta.spark, days),
-        gold["customer_history"],
-        gold["fct_usage_daily"],
-        gold["fct_billing_events"],
+        as_of_frame(delta.spark, days), gold["customer_history"], usage, billing
     ).withColumn("_partition_date", F.col("as_of"))
     write = replace_run_partitions(delta, features, FEATURES, days)
     context.log.info(f"{FEATURES}: {write.commit.num_output_rows} feature rows for {len(days)} as-of date(s)")

@@ -9,7 +9,7 @@ the leakage check can prove it. Labels look only at the window after T and are j
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, timedelta
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -33,6 +33,26 @@ def _fan_out(events: DataFrame, date_col: str, window_days: int, as_of: DataFram
 
 def _known_before(df: DataFrame, as_of: Column, date_col: str) -> DataFrame:
     return df.where((F.col(date_col) < as_of) & (F.col("available_date") < as_of))
+
+
+def feature_inputs(
+    usage: DataFrame, billing: DataFrame, first_as_of: date, last_as_of: date
+) -> tuple[DataFrame, DataFrame]:
+    """The gold rows features for as-of dates ``first_as_of``..``last_as_of`` can use, so a day's run reads what
+    a day needs, not all history: usage from the ``USAGE_WINDOW_DAYS`` before the first as-of date, billing from
+    the ``BILLING_WINDOW_DAYS`` before it (both event_date ranges: partition filters on gold's event_date), and
+    every earlier cancel (a customer who churned long ago stays out of the population). Nothing on or after the
+    last as-of date can count (``_known_before``), so nothing from then is read."""
+    before_last = F.col("event_date") < F.lit(last_as_of)
+
+    def since(days: int) -> Column:
+        return F.col("event_date") >= F.lit(first_as_of - timedelta(days=days))
+
+    old_cancels = billing.where(~since(BILLING_WINDOW_DAYS) & (F.col("event_type") == "cancel"))
+    return (
+        usage.where(since(USAGE_WINDOW_DAYS) & before_last),
+        billing.where(since(BILLING_WINDOW_DAYS) & before_last).unionByName(old_cancels),
+    )
 
 
 def build_features(
