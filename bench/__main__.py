@@ -1,13 +1,20 @@
-"""``python -m bench``: the drift benchmark (``bench.drift_bench``), the drift backfill benchmark
-(``bench.backfill_bench``), then the engine benchmark (``bench.engine_bench``). ``python -m bench engines`` or
-``python -m bench backfill`` runs one alone."""
+"""``python -m bench``: every benchmark, one after the other on a quiet machine: drift (``bench.drift_bench``),
+the drift backfill (``bench.backfill_bench``), growth and scale of the lakehouse run (``bench.growth_bench``), then
+the engines (``bench.engine_bench``). ``python -m bench engines|backfill|growth|scale`` runs one alone."""
 
 import sys
 
-from bench import backfill_bench, drift_bench, engine_bench
+from bench import backfill_bench, drift_bench, engine_bench, growth_bench
 
-ALONE = {"engines": engine_bench.main, "backfill": backfill_bench.main}
+ALONE = {
+    "engines": engine_bench.main,
+    "backfill": backfill_bench.main,
+    "growth": lambda argv: growth_bench.main(["growth", *argv]),
+    "scale": lambda argv: growth_bench.main(["scale", *argv]),
+}
 
 if sys.argv[1:2] and sys.argv[1] in ALONE:
     raise SystemExit(ALONE[sys.argv[1]](sys.argv[2:]))
-raise SystemExit(drift_bench.main() or backfill_bench.main([]) or engine_bench.main())
+raise SystemExit(
+    drift_bench.main() or backfill_bench.main([]) or growth_bench.main(["both"]) or engine_bench.main()
+)
