@@ -86,8 +86,10 @@ def build_features(
     u = _known_before(_fan_out(usage, "event_date", USAGE_WINDOW_DAYS, as_of), a, "event_date")
     recent = F.col("event_date") >= F.date_sub(a, 7)
     usage_agg = u.groupBy("customer_id", "as_of").agg(
-        F.sum(F.when(recent, F.col("minutes_used"))).alias("minutes_7d"),
-        F.sum("minutes_used").alias("minutes_28d"),
+        # Rounded: a float sum depends on the order rows meet in (how the read split them into tasks); minutes carry
+        # one decimal, so 6 decimals keep every digit and make the feature the same whatever the plan.
+        F.round(F.sum(F.when(recent, F.col("minutes_used"))), 6).alias("minutes_7d"),
+        F.round(F.sum("minutes_used"), 6).alias("minutes_28d"),
         F.sum(F.when(recent, F.col("sessions"))).alias("sessions_7d"),
         F.sum("sessions").alias("sessions_28d"),
         F.count(F.when(F.col("sessions") > 0, 1)).alias("active_days_28d"),  # one usage row per customer-day
