@@ -143,7 +143,7 @@ def _limit_address_space(limit_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
 
 
-def _rss_gb(pid: int, field: str = "VmRSS") -> float:
+def rss_gb(pid: int, field: str = "VmRSS") -> float:
     """Resident memory of a process (Linux /proc; ``VmHWM`` for its peak); 0 when unknown."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -157,7 +157,7 @@ def _rss_gb(pid: int, field: str = "VmRSS") -> float:
 def _ours_memory(spark: SparkSession) -> str:
     """Peak resident memory of the Spark JVM and of this process: evidence that ours stays bounded."""
     proc = getattr(getattr(spark.sparkContext, "_gateway", None), "proc", None)
-    jvm = f"{_rss_gb(proc.pid, 'VmHWM'):.1f} GB" if proc is not None else "n/a"
+    jvm = f"{rss_gb(proc.pid, 'VmHWM'):.1f} GB" if proc is not None else "n/a"
     python = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     return f"ours peak RSS: JVM {jvm}, python {python:.1f} GB"
 
@@ -202,7 +202,7 @@ def run_evidently(reference: Path, current: Path, timeout_s: float, memory_gb: f
     deadline = time.monotonic() + max(600.0, timeout_s)  # loading gets its own, generous limit
     try:
         while True:
-            peak = max(peak, _rss_gb(proc.pid))
+            peak = max(peak, rss_gb(proc.pid))
             if memory_gb > 0 and peak > memory_gb:
                 return EvidentlyResult(
                     "oom", detail=f"killed in {phase} at RSS {peak:.1f} GB > {memory_gb:g} GB"

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
+from bench.drift_bench import rss_gb
 from mlops_assets.settings import PROJECT_ROOT
 
 START = date(2026, 1, 1)
@@ -49,14 +50,22 @@ class RunFigures:
         return f"{step}:{seconds:.0f}s"
 
 
+def _command(pid: int) -> str:
+    """A process' command name (``java`` for a JVM); empty when it is gone."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 @dataclass
 class JvmWatch:
     """Samples the high-water resident memory (VmHWM) of every java process under a pid, and of that pid (the
     run's Python process: the synthetic source generates there), until stopped."""
 
     root_pid: int
-    peak_kb: dict[int, int] = field(default_factory=dict)
-    python_peak_kb: int = 0
+    peak_gb: dict[int, float] = field(default_factory=dict)
+    python_peak_gb: float = 0.0
     stop: threading.Event = field(default_factory=threading.Event)
 
     def _descendants(self) -> list[int]:
@@ -77,22 +86,18 @@ class JvmWatch:
 
     def _sample(self) -> None:
         for pid in self._descendants():
-            try:
-                status = Path(f"/proc/{pid}/status").read_text()
-            except OSError:
-                continue
-            high_water = next((int(x.split()[1]) for x in status.splitlines() if x.startswith("VmHWM:")), 0)
+            high_water = rss_gb(pid, "VmHWM")
             if pid == self.root_pid:
-                self.python_peak_kb = max(self.python_peak_kb, high_water)
-            elif "\nName:\tjava" in "\n" + status:
-                self.peak_kb[pid] = max(self.peak_kb.get(pid, 0), high_water)
+                self.python_peak_gb = max(self.python_peak_gb, high_water)
+            elif _command(pid) == "java":
+                self.peak_gb[pid] = max(self.peak_gb.get(pid, 0.0), high_water)
 
     def run(self) -> None:
         while not self.stop.wait(0.5):
             self._sample()
 
     def peak_mb(self) -> float:
-        return max(self.peak_kb.values(), default=0) / 1024
+        return max(self.peak_gb.values(), default=0.0) * 1024
 
 
 def run_lakehouse(root: Path, start: date, end: date, customers: int) -> RunFigures:
@@ -128,7 +133,7 @@ def run_lakehouse(root: Path, start: date, end: date, customers: int) -> RunFigu
         raise RuntimeError(f"daily_lakehouse {start}..{end} ({customers} customers) failed:\n{err[-3000:]}")
     summary = json.loads(out.strip().splitlines()[-1])
     return RunFigures(
-        wall, summary["steps"], summary["landing_rows"], watch.peak_mb(), watch.python_peak_kb / 1024
+        wall, summary["steps"], summary["landing_rows"], watch.peak_mb(), watch.python_peak_gb * 1024
     )
 
 

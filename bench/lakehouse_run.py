@@ -51,6 +51,7 @@ def main(argv: list[str]) -> int:
     from mlops_assets.environment import build_resources
     from mlops_assets.resources import SyntheticSourceResource
     from mlops_assets.settings import load_settings
+    from mlops_assets_tests.conftest import range_tags
 
     start, end = date.fromisoformat(argv[0]), date.fromisoformat(argv[1])
     customers = int(argv[2])
@@ -63,10 +64,7 @@ def main(argv: list[str]) -> int:
     instance = dg.DagsterInstance.ephemeral()
     result = job.execute_in_process(
         instance=instance,
-        tags={
-            "dagster/asset_partition_range_start": start.isoformat(),
-            "dagster/asset_partition_range_end": end.isoformat(),
-        },
+        tags=range_tags(start, end),
         raise_on_error=False,
     )
     landing = Path(resources["lakehouse"].landing_root)

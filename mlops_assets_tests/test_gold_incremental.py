@@ -46,10 +46,6 @@ def _run_index(column: str = "_partition_date") -> F.Column:
     return F.expr(f"case {cases} end")
 
 
-def _job(defs: dg.Definitions, name: str) -> dg.JobDefinition:
-    return defs.resolve_job_def(name)
-
-
 @pytest.fixture(scope="module")
 def built(spark, tmp_path_factory):
     """Silver for DAYS, gold merged run by run (GOLD_RUNS); the incremental tables, then the full rebuild's."""
@@ -67,12 +63,15 @@ def built(spark, tmp_path_factory):
     )
     gold = dg.define_asset_job("gold", selection=[gold_dbt_models], partitions_def=daily_partitions)
     defs = dg.Definitions.merge(build_defs(resources), dg.Definitions(jobs=[to_silver, gold]))
-    assert _job(defs, "to_silver").execute_in_process(tags=range_tags(DAYS[0], DAYS[-1])).success
+    assert defs.resolve_job_def("to_silver").execute_in_process(tags=range_tags(DAYS[0], DAYS[-1])).success
     delta = resources["lakehouse"].delta()
     for first, last in GOLD_RUNS:
-        assert _job(defs, "gold").execute_in_process(tags=range_tags(first, last)).success, (first, last)
+        assert defs.resolve_job_def("gold").execute_in_process(tags=range_tags(first, last)).success, (
+            first,
+            last,
+        )
     incremental = {name: table_rows(delta, ref) for name, ref in GOLD.items()}
-    full = _job(defs, "gold").execute_in_process(
+    full = defs.resolve_job_def("gold").execute_in_process(
         tags=range_tags(DAYS[0], DAYS[-1]),
         run_config={"ops": {gold_dbt_models.op.name: {"config": {"full_refresh": True}}}},
     )

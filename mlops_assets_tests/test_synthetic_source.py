@@ -530,9 +530,8 @@ def test_resent_records_arrive_again_unchanged_one_to_three_days_later(
             if table == "usage_events"
             else _parse_csv_file(dirty_landing[day][table], table)[0]
         )
-        for row in {
-            json.dumps(r, sort_keys=True): r for r in rows
-        }.values():  # in-file copies are the other dirt
+        distinct_rows = {json.dumps(r, sort_keys=True): r for r in rows}  # in-file copies are the other dirt
+        for row in distinct_rows.values():
             ident = (row["customer_id"], row[key])
             if ident in first_seen:
                 first_day, first_row = first_seen[ident]

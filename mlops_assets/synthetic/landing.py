@@ -122,7 +122,6 @@ class _LandingRenderer:
             "monthly_fee": cu["monthly_fee"].to_numpy(dtype=np.float64),
             "updated_at": _iso_timestamps(c_ord, c_sec),
         }
-        self.customer_ord = c_ord
 
         us = sim.usage
         u_ord = _ordinals_of_dates(us["event_date"])
@@ -148,15 +147,16 @@ class _LandingRenderer:
             "amount": bi["amount"].to_numpy(dtype=np.float64),
             "payment_method": bi["payment_method"].to_numpy(dtype=object),
         }
-        self.billing_ord = b_ord
         self.columns = {
             "customers": self.customers,
             "usage_events": self.usage,
             "billing_events": self.billing,
         }
-        first_files = {"customers": c_ord, "usage_events": self.usage_delivery, "billing_events": b_ord}
+        # The day of each record's first file (sorted for customers and billing: their file day is their event day).
+        self.first_file = {"customers": c_ord, "usage_events": self.usage_delivery, "billing_events": b_ord}
         self.resent = {
-            table: _ResendSchedule.draw(cfg, table, days, first_ord) for table, days in first_files.items()
+            table: _ResendSchedule.draw(cfg, table, days, first_ord)
+            for table, days in self.first_file.items()
         }
 
     def _delivery_days(self, event_ords: np.ndarray, first_ord: int) -> np.ndarray:
@@ -186,13 +186,8 @@ class _LandingRenderer:
                 for name in ("minutes_used", "support_tickets"):
                     cols[name][rng.random(rows.size) < NULL_SPIKE_RATE] = np.nan
         else:
-            source, ords = (
-                (self.customers, self.customer_ord)
-                if table == "customers"
-                else (self.billing, self.billing_ord)
-            )
-            lo, hi = np.searchsorted(ords, [ordinal, ordinal + 1])
-            cols = {k: v[lo:hi].copy() for k, v in source.items()}
+            lo, hi = np.searchsorted(self.first_file[table], [ordinal, ordinal + 1])
+            cols = {k: v[lo:hi].copy() for k, v in self.columns[table].items()}
         spec = _SPECS[table]
         rng = _rng(self.cfg.seed, ordinal, _STREAM_DIRT[table])
         _apply_value_dirt(spec, cols, self.cfg.dirt, rng)
