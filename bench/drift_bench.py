@@ -13,6 +13,9 @@ even 5M rows x 25 columns per side is produced in bounded memory.
   subprocess (so it can be killed at its time limit and cannot take our process down when memory runs
   out); loading the Parquet into pandas is excluded from its time.
 
+- floor: the same statistics with numpy/Arrow in one process over both sides already in memory
+  (``bench.drift_floor``): what the arithmetic costs without an engine; ``vs_floor = ours_s / floor_s``.
+
 ``same_verdict``: the set of columns we flag (severity warn or critical) equals the set Evidently flags.
 """
 
@@ -38,6 +41,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 import numpy as np
+
+from bench.drift_floor import FloorResult, load_side, run_floor
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -275,6 +280,14 @@ def _workdir(path: str | None, keep: bool) -> Iterator[Path]:
             shutil.rmtree(root, ignore_errors=True)
 
 
+def _floor(reference: Path, current: Path) -> FloorResult:
+    """The in-memory floor on the same files; its arrays are freed before Evidently's child starts."""
+    ref_side = load_side(reference, NUMERICAL, CATEGORICAL)
+    cur_side = load_side(current, NUMERICAL, CATEGORICAL)
+    run_floor(ref_side, cur_side)  # warm-up: first-call costs of numpy and Arrow are no part of the floor
+    return run_floor(ref_side, cur_side)
+
+
 def _fmt_ratio(ours: OursResult, ev: EvidentlyResult, timeout_s: float) -> str:
     if ev.status == "ok" and ev.seconds is not None:
         return f"{ev.seconds / ours.seconds:.1f}"
@@ -325,6 +338,11 @@ def main(argv: list[str] | None = None) -> int:
         f"subprocess, limit {args.evidently_timeout:g} s, killed above {args.evidently_memory_gb:g} GB RSS",
         flush=True,
     )
+    print(
+        "# floor_s: the same statistics (sampled edges, exact counts, moments, top-K, grading) in one process "
+        "with numpy/Arrow over both sides already in memory (parquet load EXCLUDED); vs_floor=ours_s/floor_s",
+        flush=True,
+    )
     print(f"# 20 numerical + 5 categorical columns, drifted: {sorted(EXPECTED_DRIFTED)}", flush=True)
 
     from mlops_assets.lakehouse.spark import build_local_session
@@ -346,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
             write_dataset(cur, rows, drifted=True, seed=args.seed)
             print(f"# rows={rows} data written in {time.perf_counter() - gen_start:.1f} s", flush=True)
             ours = run_ours(spark, ref, cur)
+            floor = _floor(ref, cur)
             ev = run_evidently(ref, cur, args.evidently_timeout, args.evidently_memory_gb)
             ev_s = f"{ev.seconds:.2f}" if ev.status == "ok" and ev.seconds is not None else ev.status
             same = "n/a" if ev.drifted is None else ("yes" if ev.drifted == ours.drifted else "no")
@@ -357,7 +376,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(
                 f"drift-bench rows={rows} ours_s={ours.seconds:.2f} evidently_s={ev_s} "
-                f"ratio={_fmt_ratio(ours, ev, args.evidently_timeout)} same_verdict={same}",
+                f"ratio={_fmt_ratio(ours, ev, args.evidently_timeout)} same_verdict={same} "
+                f"floor_s={floor.seconds:.2f} vs_floor={ours.seconds / floor.seconds:.1f} "
+                f"floor_same_verdict={'yes' if floor.drifted == ours.drifted else 'no'}",
                 flush=True,
             )
             if not args.keep_data:

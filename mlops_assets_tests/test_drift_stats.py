@@ -25,6 +25,7 @@ from mlops_assets.monitoring.profile import (
     build_profile_pandas,
     category_key,
     numerical_bin_index,
+    numerical_profile_from_values,
     quantile_edges,
 )
 from mlops_assets.monitoring.render import histogram_png, render_markdown
@@ -170,6 +171,20 @@ def test_all_null_numerical_column_profiles_without_error() -> None:
     result = column_drift_numpy(profile["x"], np.array([1.0, 2.0]))
     assert result.psi is None and result.null_rate_change == pytest.approx(-1.0)
     assert ReferenceProfile.from_json(profile.to_json()) == profile
+
+
+def test_sampled_edges_move_the_bins_a_little_but_the_counts_stay_exact() -> None:
+    values = np.random.default_rng(3).lognormal(0.0, 0.7, 200_000)
+    values[::97] = np.nan
+    exact = numerical_profile_from_values("x", values)
+    sampled = numerical_profile_from_values("x", values, quantile_sample_rows=5_000)
+    assert sampled.edges != exact.edges
+    assert sum(sampled.counts) == sum(exact.counts) == int(np.count_nonzero(~np.isnan(values)))
+    inner = np.array(sampled.inner_edges)
+    valid = values[~np.isnan(values)]
+    assert list(sampled.counts) == np.bincount(np.searchsorted(inner, valid, side="right")).tolist()
+    assert max(sampled.counts) / min(sampled.counts) < 1.3  # decile edges from the sample still split evenly
+    assert (sampled.min, sampled.max, sampled.null_count) == (exact.min, exact.max, exact.null_count)
 
 
 def test_category_key_spells_values_like_spark() -> None:

@@ -280,13 +280,17 @@ def category_key(values: Any) -> pd.Series:
     return out.where(~mask, None)
 
 
-def numerical_profile_from_values(name: str, values: Any, n_bins: int = DEFAULT_BINS) -> NumericalProfile:
-    """Profile one numerical column held in memory (exact quantiles)."""
+def numerical_profile_from_values(
+    name: str, values: Any, n_bins: int = DEFAULT_BINS, quantile_sample_rows: int | None = None
+) -> NumericalProfile:
+    """Profile one numerical column held in memory: exact quantiles, or (``quantile_sample_rows``) quantiles of
+    an evenly spaced sample of about that many values, as the Spark profile does; the counts are always exact."""
     arr = as_float_array(values)
     valid = arr[~np.isnan(arr)]
     if valid.size:
         probs = np.arange(1, n_bins) / n_bins
-        edges = quantile_edges(np.quantile(valid, probs).tolist())
+        step = max(1, valid.size // quantile_sample_rows) if quantile_sample_rows else 1
+        edges = quantile_edges(np.quantile(valid[::step], probs).tolist())
         counts = np.bincount(numerical_bin_index(valid, edges), minlength=len(edges) - 1)
         lo, hi = float(valid.min()), float(valid.max())
         with np.errstate(invalid="ignore"):  # inf - inf: stored as None by finite_or_none
