@@ -23,15 +23,15 @@ from mlops_assets.monitoring.profile import (
     DEFAULT_TOP_K,
     CategoricalProfile,
     NumericalProfile,
+    categorical_profile_from_counts,
     numerical_profile_from_values,
-    top_k_vocabulary,
 )
 from mlops_assets.monitoring.severity import DriftThresholds, summarize_dataset
 
 
 @dataclass(frozen=True)
 class InMemorySide:
-    """One side of the benchmark data: numerical columns as float64 arrays, categorical as code counts input."""
+    """One side of the benchmark data: numerical columns as float64 arrays (NaN: null), categorical as Arrow dictionaries."""
 
     rows: int
     numerical: dict[str, np.ndarray]
@@ -66,19 +66,6 @@ def _label_counts(values: pa.DictionaryArray) -> tuple[dict[str, int], int]:
     return {label: int(c) for label, c in zip(labels, counts[:-1], strict=True) if c}, int(counts[-1])
 
 
-def _categorical_profile(name: str, values: pa.DictionaryArray, top_k: int) -> CategoricalProfile:
-    counts, nulls = _label_counts(values)
-    vocab = top_k_vocabulary(counts, top_k)
-    in_vocab = sum(c for _, c in vocab)
-    return CategoricalProfile(
-        name=name,
-        vocabulary=tuple(v for v, _ in vocab),
-        counts=(*(c for _, c in vocab), len(values) - nulls - in_vocab),
-        null_count=nulls,
-        total=len(values),
-    )
-
-
 def _categorical_counts(profile: CategoricalProfile, values: pa.DictionaryArray) -> CurrentCounts:
     counts, nulls = _label_counts(values)
     in_vocab = [counts.get(v, 0) for v in profile.vocabulary]
@@ -100,7 +87,8 @@ def run_floor(reference: InMemorySide, current: InMemorySide) -> FloorResult:
         )
         results.append(compute_drift(profile, current_counts_numpy(profile, current.numerical[name])))
     for name, values in reference.categorical.items():
-        cat_profile = _categorical_profile(name, values, DEFAULT_TOP_K)
+        counts, _ = _label_counts(values)
+        cat_profile = categorical_profile_from_counts(name, counts, len(values), DEFAULT_TOP_K)
         results.append(
             compute_drift(cat_profile, _categorical_counts(cat_profile, current.categorical[name]))
         )

@@ -322,14 +322,22 @@ def categorical_profile_from_values(name: str, values: Any, top_k: int = DEFAULT
     """Profile one categorical column held in memory."""
     keys = category_key(values)
     non_null = keys.dropna()
-    vocab = top_k_vocabulary(non_null.value_counts().to_dict(), top_k)
+    return categorical_profile_from_counts(name, non_null.value_counts().to_dict(), int(keys.size), top_k)
+
+
+def categorical_profile_from_counts(
+    name: str, counts: Mapping[str, int], total: int, top_k: int = DEFAULT_TOP_K
+) -> CategoricalProfile:
+    """Profile one categorical column from its per-category counts (nulls: ``total`` minus their sum)."""
+    vocab = top_k_vocabulary(counts, top_k)
+    non_null = sum(counts.values())
     in_vocab = sum(c for _, c in vocab)
     return CategoricalProfile(
         name=name,
         vocabulary=tuple(v for v, _ in vocab),
-        counts=(*(int(c) for _, c in vocab), int(non_null.size - in_vocab)),
-        null_count=int(keys.size - non_null.size),
-        total=int(keys.size),
+        counts=(*(int(c) for _, c in vocab), int(non_null - in_vocab)),
+        null_count=int(total - non_null),
+        total=int(total),
     )
 
 
