@@ -31,9 +31,8 @@ from mlops_assets.monitoring.severity import DriftThresholds, summarize_dataset
 
 @dataclass(frozen=True)
 class InMemorySide:
-    """One side of the benchmark data: numerical columns as float64 arrays (NaN: null), categorical as Arrow dictionaries."""
+    """One side of the data in memory: numerical columns as float64 (NaN: null), categorical as Arrow dictionaries."""
 
-    rows: int
     numerical: dict[str, np.ndarray]
     categorical: dict[str, pa.DictionaryArray]
 
@@ -50,9 +49,9 @@ def load_side(path: Path, numerical: list[str], categorical: list[str]) -> InMem
 
     table = pq.read_table(path, read_dictionary=categorical).unify_dictionaries().combine_chunks()
     return InMemorySide(
-        rows=table.num_rows,
         numerical={
-            c: table.column(c).chunk(0).to_numpy(zero_copy_only=False).astype(np.float64) for c in numerical
+            c: table.column(c).chunk(0).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+            for c in numerical
         },
         categorical={c: table.column(c).chunk(0) for c in categorical},
     )
