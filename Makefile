@@ -90,9 +90,11 @@ lint: install
 format: install
 	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
 
+# Every benchmark on a quiet machine (ratios, never pass/fail); one alone: `make bench ONLY=drift`
+# (or backfill, growth, scale, engines; options follow: ONLY="drift --sizes 1000000").
 bench: install
 	$(BIN)/uv sync --frozen --inexact --quiet --group bench
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(ONLY)
 
 clean:
 	rm -rf var dbt_project/target
