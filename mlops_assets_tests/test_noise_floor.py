@@ -1,4 +1,4 @@
-"""The noise floor of drift statistics: the row-wise statistics equal drift_stats', and the floor is the
+"""The noise floor of drift statistics: the row-wise statistics treat every row alone, and the floor is the
 no-drift quantile it claims to be (checked against samples drawn independently of its bootstrap)."""
 
 from __future__ import annotations
@@ -6,22 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlops_assets.monitoring.drift_stats import js_distance, ks_binned, psi
-from mlops_assets.monitoring.noise_floor import (
-    GRID_EXACT,
-    NoiseFloor,
-    grid_size,
-    js_rows,
-    ks_rows,
-    noise_floor,
-    psi_rows,
-)
+from mlops_assets.monitoring.drift_stats import js_distance, js_rows, ks_binned, ks_rows, psi, psi_rows
+from mlops_assets.monitoring.noise_floor import GRID_EXACT, NoiseFloor, grid_size, noise_floor
 
 # A categorical-looking reference: two rare bins, so small samples often leave them empty (PSI's epsilon).
 REFERENCE = (4000, 2500, 1500, 1000, 600, 300, 60, 40)
 
 
-def test_the_row_wise_statistics_equal_drift_stats_on_every_row():
+def test_the_row_wise_statistics_give_each_row_what_the_one_column_statistic_gives_it():
     rng = np.random.default_rng(7)
     reference = rng.integers(0, 50, size=(200, 8)).astype("float64")
     current = rng.integers(0, 50, size=(200, 8)).astype("float64")

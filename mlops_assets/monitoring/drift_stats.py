@@ -17,7 +17,6 @@ Statistics (all over non-null values; missing values are measured separately as 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -96,43 +95,72 @@ class DriftResult:
 # --- statistics on count vectors -------------------------------------------------------------------------
 
 
+def row_proportions(counts: np.ndarray) -> np.ndarray:
+    """Each row of a (rows, bins) count array as proportions; all zeros for a row with nothing counted."""
+    c = np.asarray(counts, dtype="float64")
+    totals = c.sum(axis=1, keepdims=True)
+    return np.divide(c, totals, out=np.zeros_like(c), where=totals > 0)
+
+
 def proportions(counts: Sequence[int] | np.ndarray) -> np.ndarray:
     """Counts as proportions; all zeros if there is nothing counted (callers check totals first)."""
-    c = np.asarray(counts, dtype="float64")
-    total = c.sum()
-    return c / total if total > 0 else np.zeros_like(c)
+    return row_proportions(np.atleast_2d(np.asarray(counts, dtype="float64")))[0]
+
+
+# Each statistic is written once, row-wise over (rows, bins) count arrays: a column's drift is one row, and
+# the noise floor (noise_floor.py) evaluates thousands of drawn rows at once with the very same formula.
+
+
+def psi_rows(reference: np.ndarray, current: np.ndarray, epsilon: float = PSI_EPSILON) -> np.ndarray:
+    """Population stability index of each row pair of two (rows, bins) count arrays (see PSI_EPSILON)."""
+    r = row_proportions(reference)
+    c = row_proportions(current)
+    r = np.where(r == 0, epsilon, r)
+    c = np.where(c == 0, epsilon, c)
+    return np.sum((c - r) * np.log(c / r), axis=1)
+
+
+def js_rows(reference: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """Jensen-Shannon distance (base-2 logarithms, hence in [0, 1]) of each row pair."""
+    p = row_proportions(reference)
+    q = row_proportions(current)
+    m = (p + q) / 2
+
+    def kl(a: np.ndarray) -> np.ndarray:  # 0 * log 0 = 0; m > 0 wherever a > 0
+        ratio = np.divide(a, m, out=np.ones_like(a), where=a > 0)
+        return np.sum(np.where(a > 0, a * np.log2(ratio), 0.0), axis=1)
+
+    return np.sqrt(np.clip((kl(p) + kl(q)) / 2, 0.0, 1.0))  # clip rounding below zero
+
+
+def ks_rows(reference: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """Max absolute difference of the cumulative proportions at the bin edges, of each row pair."""
+    if reference.shape[1] == 0:
+        return np.zeros(reference.shape[0])
+    cr = np.cumsum(row_proportions(reference), axis=1)
+    cc = np.cumsum(row_proportions(current), axis=1)
+    return np.max(np.abs(cr - cc), axis=1)
+
+
+def _one_row(counts: Sequence[int]) -> np.ndarray:
+    return np.atleast_2d(np.asarray(counts, dtype="float64"))
 
 
 def psi(
     reference_counts: Sequence[int], current_counts: Sequence[int], epsilon: float = PSI_EPSILON
 ) -> float:
     """Population stability index of two count vectors over the same bins (see PSI_EPSILON)."""
-    r = proportions(reference_counts)
-    c = proportions(current_counts)
-    r = np.where(r == 0, epsilon, r)
-    c = np.where(c == 0, epsilon, c)
-    return float(np.sum((c - r) * np.log(c / r)))
+    return float(psi_rows(_one_row(reference_counts), _one_row(current_counts), epsilon)[0])
 
 
 def js_distance(reference_counts: Sequence[int], current_counts: Sequence[int]) -> float:
     """Jensen-Shannon distance with base-2 logarithms, hence in [0, 1] (0 = same distribution)."""
-    p = proportions(reference_counts)
-    q = proportions(current_counts)
-    m = (p + q) / 2
-
-    def kl(a: np.ndarray) -> float:
-        nz = a > 0  # 0 * log 0 = 0; m > 0 wherever a > 0
-        return float(np.sum(a[nz] * np.log2(a[nz] / m[nz])))
-
-    divergence = max(0.0, (kl(p) + kl(q)) / 2)  # clip rounding below zero
-    return math.sqrt(min(1.0, divergence))
+    return float(js_rows(_one_row(reference_counts), _one_row(current_counts))[0])
 
 
 def ks_binned(reference_counts: Sequence[int], current_counts: Sequence[int]) -> float:
     """Max absolute difference of the cumulative proportions at the bin edges."""
-    cr = np.cumsum(proportions(reference_counts))
-    cc = np.cumsum(proportions(current_counts))
-    return float(np.max(np.abs(cr - cc))) if cr.size else 0.0
+    return float(ks_rows(_one_row(reference_counts), _one_row(current_counts))[0])
 
 
 def chi2_sf(x: float, dof: int) -> float:

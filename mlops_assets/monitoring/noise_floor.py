@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from mlops_assets.monitoring.drift_stats import PSI_EPSILON
+from mlops_assets.monitoring.drift_stats import js_rows, ks_rows, psi_rows
 
 DEFAULT_NOISE_QUANTILE = 0.999
 DEFAULT_DRAWS = 10_000
@@ -59,46 +59,6 @@ def grid_size(n: int) -> int:
         return max(n, 0)
     steps = math.floor(math.log(n / GRID_EXACT) / math.log(GRID_STEP) + 1e-9)
     return min(n, int(GRID_EXACT * GRID_STEP**steps))
-
-
-# --- the statistics of drift_stats, row-wise over many drawn count vectors ---------------------------------
-
-
-def _row_proportions(counts: np.ndarray) -> np.ndarray:
-    totals = counts.sum(axis=1, keepdims=True)
-    return np.divide(counts, totals, out=np.zeros_like(counts, dtype="float64"), where=totals > 0)
-
-
-def psi_rows(reference: np.ndarray, current: np.ndarray, epsilon: float = PSI_EPSILON) -> np.ndarray:
-    """``drift_stats.psi`` of each row pair of two (draws, bins) count arrays."""
-    r = _row_proportions(reference)
-    c = _row_proportions(current)
-    r = np.where(r == 0, epsilon, r)
-    c = np.where(c == 0, epsilon, c)
-    return np.sum((c - r) * np.log(c / r), axis=1)
-
-
-def js_rows(reference: np.ndarray, current: np.ndarray) -> np.ndarray:
-    """``drift_stats.js_distance`` (base 2) of each row pair."""
-    p = _row_proportions(reference)
-    q = _row_proportions(current)
-    m = (p + q) / 2
-
-    def kl(a: np.ndarray) -> np.ndarray:
-        ratio = np.divide(a, m, out=np.ones_like(a), where=a > 0)
-        return np.sum(np.where(a > 0, a * np.log2(ratio), 0.0), axis=1)
-
-    divergence = np.clip((kl(p) + kl(q)) / 2, 0.0, 1.0)
-    return np.sqrt(divergence)
-
-
-def ks_rows(reference: np.ndarray, current: np.ndarray) -> np.ndarray:
-    """``drift_stats.ks_binned`` of each row pair."""
-    if reference.shape[1] == 0:
-        return np.zeros(reference.shape[0])
-    cr = np.cumsum(_row_proportions(reference), axis=1)
-    cc = np.cumsum(_row_proportions(current), axis=1)
-    return np.max(np.abs(cr - cc), axis=1)
 
 
 # --- the floor ---------------------------------------------------------------------------------------------
