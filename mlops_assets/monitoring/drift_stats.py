@@ -102,9 +102,14 @@ def row_proportions(counts: np.ndarray) -> np.ndarray:
     return np.divide(c, totals, out=np.zeros_like(c), where=totals > 0)
 
 
+def _one_row(counts: Sequence[int] | np.ndarray) -> np.ndarray:
+    """One count vector as a (1, bins) array, for the row-wise functions below."""
+    return np.atleast_2d(np.asarray(counts, dtype="float64"))
+
+
 def proportions(counts: Sequence[int] | np.ndarray) -> np.ndarray:
     """Counts as proportions; all zeros if there is nothing counted (callers check totals first)."""
-    return row_proportions(np.atleast_2d(np.asarray(counts, dtype="float64")))[0]
+    return row_proportions(_one_row(counts))[0]
 
 
 # Each statistic is written once, row-wise over (rows, bins) count arrays: a column's drift is one row, and
@@ -140,10 +145,6 @@ def ks_rows(reference: np.ndarray, current: np.ndarray) -> np.ndarray:
     cr = np.cumsum(row_proportions(reference), axis=1)
     cc = np.cumsum(row_proportions(current), axis=1)
     return np.max(np.abs(cr - cc), axis=1)
-
-
-def _one_row(counts: Sequence[int]) -> np.ndarray:
-    return np.atleast_2d(np.asarray(counts, dtype="float64"))
 
 
 def psi(

@@ -87,8 +87,10 @@ def noise_floor(
     reference_n = sum(counts)
     if reference_n == 0 or current_n <= 0 or len(counts) < 2:
         return NoiseFloor(quantile, reference_n, max(current_n, 0), None, None, None)
-    psi_q, js_q, ks_q = _floor(counts, grid_size(reference_n), grid_size(current_n), quantile, draws, seed)
-    return NoiseFloor(quantile, reference_n, current_n, psi_q, js_q, ks_q if numerical else None)
+    psi_q, js_q, ks_q = _floor(
+        counts, grid_size(reference_n), grid_size(current_n), numerical, quantile, draws, seed
+    )
+    return NoiseFloor(quantile, reference_n, current_n, psi_q, js_q, ks_q)
 
 
 def multinomial_rows(rng: np.random.Generator, n: int, p: np.ndarray, draws: int) -> np.ndarray:
@@ -109,8 +111,14 @@ def multinomial_rows(rng: np.random.Generator, n: int, p: np.ndarray, draws: int
 
 @lru_cache(maxsize=4096)
 def _floor(
-    counts: tuple[int, ...], reference_n: int, current_n: int, quantile: float, draws: int, seed: int
-) -> tuple[float, float, float]:
+    counts: tuple[int, ...],
+    reference_n: int,
+    current_n: int,
+    numerical: bool,
+    quantile: float,
+    draws: int,
+    seed: int,
+) -> tuple[float, float, float | None]:
     """Bootstrap quantiles (cached: a backfill asks for the same column at similar sizes day after day)."""
     p = np.asarray(counts, dtype="float64")
     p /= p.sum()
@@ -120,5 +128,7 @@ def _floor(
     return (
         float(np.quantile(psi_rows(reference, current), quantile)),
         float(np.quantile(js_rows(reference, current), quantile)),
-        float(np.quantile(ks_rows(reference, current), quantile)),
+        float(np.quantile(ks_rows(reference, current), quantile))
+        if numerical
+        else None,  # KS: numerical only
     )
