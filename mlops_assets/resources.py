@@ -329,6 +329,13 @@ class MonitoringResource(dg.ConfigurableResource):
     psi_critical: float = Field(default=0.25, gt=0, le=10)
     null_rate_change_warn: float = Field(default=0.02, gt=0, le=1)
     null_rate_change_critical: float = Field(default=0.10, gt=0, le=1)
+    noise_quantile: float | None = Field(
+        default=0.999,
+        ge=0.5,
+        lt=1,
+        description="Raise each threshold to the statistic's no-drift quantile at the day's sample size "
+        "(its noise floor) where that is higher; null grades against the fixed thresholds only",
+    )
     performance_moderate_drop: float = Field(
         default=0.03, gt=0, le=0.5, description="ROC-AUC points below the baseline"
     )
@@ -359,6 +366,7 @@ class MonitoringResource(dg.ConfigurableResource):
             psi_critical=self.psi_critical,
             null_rate_change_warn=self.null_rate_change_warn,
             null_rate_change_critical=self.null_rate_change_critical,
+            noise_quantile=self.noise_quantile,
         )
 
     def performance_thresholds(self) -> PerformanceThresholds:

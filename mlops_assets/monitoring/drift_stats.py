@@ -64,6 +64,31 @@ class CurrentCounts:
 
 
 @dataclass(frozen=True)
+class NoiseFloor:
+    """How large each statistic gets by chance alone at the sizes compared: its ``quantile`` under "no drift".
+
+    Computed by ``noise_floor.py``; None where a statistic does not apply (KS for categorical columns,
+    out-of-range for categorical ones) or where there is nothing to compare.
+    """
+
+    quantile: float
+    reference_n: int
+    current_n: int
+    psi: float | None
+    js_distance: float | None
+    ks_statistic: float | None
+    null_rate_change: float | None = None
+    out_of_range_rate: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NoiseFloor:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
 class DriftResult:
     """Drift statistics of one column; None where a statistic does not apply or has no data."""
 
@@ -85,6 +110,8 @@ class DriftResult:
     current_out_of_range_count: int
     reference_mean: float | None = None
     current_mean: float | None = None
+    # The statistics' no-drift quantiles at this column's sizes (None: grading against fixed thresholds).
+    noise_floor: NoiseFloor | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

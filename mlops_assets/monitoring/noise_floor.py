@@ -10,47 +10,48 @@ own sizes (the reference is a sample too), and each statistic is computed as ``d
 approximation would not be). A grade then trips only above ``max(threshold, floor)``; at production
 volumes the floor is far below the thresholds and nothing changes.
 
-Cost: ``draws`` x bins binomial draws per (column, sizes). Sizes are rounded *down* to a geometric grid
-before drawing, so a backfill's days of similar size share one floor; a smaller n only raises the floor,
-so the rounding errs towards not warning.
+Where every bin expects at least ``ASYMPTOTIC_MIN_EXPECTED`` values on both sides the bootstrap is not needed:
+PSI (a symmetrised KL divergence) then follows ``(1/n + 1/m) * chi2(k - 1)``, JS distance
+``sqrt(PSI / (8 ln 2))`` and the KS statistic Kolmogorov's law (continuous, so an upper bound of the binned
+KS). Those closed forms cost microseconds, so a million-row day pays nothing for its floor.
+
+The null-rate change has a floor too (both null counts binomial at the reference rate), and so does the
+out-of-range share: a value drawn from the reference distribution falls outside the reference's
+[min, max] of N values with probability at most 2 / (N + 1).
+
+Cost of a bootstrap: ``draws`` x bins binomial draws per (column, sizes). Sizes are rounded *down* to a
+geometric grid first, so a backfill's days of similar size share one cached floor; a smaller n only raises
+the floor, so the rounding errs towards not warning.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from functools import lru_cache
-from typing import Any
 
 import numpy as np
+from scipy.stats import binom, chi2, kstwobign, norm
 
-from mlops_assets.monitoring.drift_stats import js_rows, ks_rows, psi_rows
+from mlops_assets.monitoring.drift_stats import (
+    CurrentCounts,
+    DriftResult,
+    NoiseFloor,
+    compute_drift,
+    js_rows,
+    ks_rows,
+    psi_rows,
+)
+from mlops_assets.monitoring.profile import ColumnProfile, NumericalProfile, ReferenceProfile
 
 DEFAULT_NOISE_QUANTILE = 0.999
 DEFAULT_DRAWS = 10_000
 # Sizes up to GRID_EXACT are used as they are; above, rounded down to GRID_EXACT * GRID_STEP**k (~5 % steps).
 GRID_EXACT = 64
 GRID_STEP = 1.05
-
-
-@dataclass(frozen=True)
-class NoiseFloor:
-    """The ``quantile`` of each statistic under no drift, at the sizes it was drawn for (None: not applicable)."""
-
-    quantile: float
-    reference_n: int
-    current_n: int
-    psi: float | None
-    js_distance: float | None
-    ks_statistic: float | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> NoiseFloor:
-        return cls(**data)
+# Expected count per bin (on the smaller side) from which the closed forms replace the bootstrap.
+ASYMPTOTIC_MIN_EXPECTED = 100
 
 
 def grid_size(n: int) -> int:
@@ -61,7 +62,14 @@ def grid_size(n: int) -> int:
     return min(n, int(GRID_EXACT * GRID_STEP**steps))
 
 
-# --- the floor ---------------------------------------------------------------------------------------------
+def _check(quantile: float, draws: int) -> None:
+    if not 0.5 <= quantile < 1:
+        raise ValueError(f"quantile must be in [0.5, 1), got {quantile}")
+    if draws < 100:
+        raise ValueError(f"draws must be at least 100, got {draws}")
+
+
+# --- the floors ---------------------------------------------------------------------------------------------
 
 
 def noise_floor(
@@ -77,20 +85,92 @@ def noise_floor(
 
     Deterministic: the same inputs (after grid rounding) give the same floor.
     """
-    if not 0.5 <= quantile < 1:
-        raise ValueError(f"quantile must be in [0.5, 1), got {quantile}")
-    if draws < 100:
-        raise ValueError(f"draws must be at least 100, got {draws}")
+    _check(quantile, draws)
     counts = tuple(int(c) for c in reference_counts)
     if any(c < 0 for c in counts):
         raise ValueError("reference_counts must not be negative")
     reference_n = sum(counts)
     if reference_n == 0 or current_n <= 0 or len(counts) < 2:
         return NoiseFloor(quantile, reference_n, max(current_n, 0), None, None, None)
-    psi_q, js_q, ks_q = _floor(
+    psi_q, js_q, ks_q = _bin_floor(
         counts, grid_size(reference_n), grid_size(current_n), numerical, quantile, draws, seed
     )
     return NoiseFloor(quantile, reference_n, current_n, psi_q, js_q, ks_q)
+
+
+def column_noise_floor(
+    profile: ColumnProfile,
+    current: CurrentCounts,
+    quantile: float = DEFAULT_NOISE_QUANTILE,
+    draws: int = DEFAULT_DRAWS,
+) -> NoiseFloor:
+    """Every floor of one column: the binned statistics', the null-rate change's and the out-of-range share's."""
+    numerical = isinstance(profile, NumericalProfile)
+    bins = noise_floor(profile.counts, current.non_null, numerical, quantile, draws)
+    null_floor = null_rate_change_floor(profile.null_count, profile.total, current.total, quantile, draws)
+    out_of_range = out_of_range_floor(profile.non_null, current.non_null, quantile) if numerical else None
+    return replace(bins, null_rate_change=null_floor, out_of_range_rate=out_of_range)
+
+
+def with_noise_floor(
+    result: DriftResult,
+    profile: ColumnProfile,
+    current: CurrentCounts,
+    quantile: float = DEFAULT_NOISE_QUANTILE,
+) -> DriftResult:
+    """``result`` carrying its column's noise floor, for grading and for the report."""
+    return replace(result, noise_floor=column_noise_floor(profile, current, quantile))
+
+
+def drift_with_floors(
+    profile: ReferenceProfile, counts: Mapping[str, CurrentCounts], quantile: float | None
+) -> dict[str, DriftResult]:
+    """``compute_drift`` of every profiled column, each carrying its noise floor unless ``quantile`` is None
+    (what every engine does with its counts: Spark's one aggregation, numpy's binning)."""
+    results = {name: compute_drift(col, counts[name]) for name, col in profile.columns.items()}
+    if quantile is None:
+        return results
+    return {
+        name: with_noise_floor(r, profile.columns[name], counts[name], quantile)
+        for name, r in results.items()
+    }
+
+
+def null_rate_change_floor(
+    reference_nulls: int,
+    reference_total: int,
+    current_total: int,
+    quantile: float = DEFAULT_NOISE_QUANTILE,
+    draws: int = DEFAULT_DRAWS,
+) -> float | None:
+    """No-drift ``quantile`` of |current null rate - reference null rate|, both binomial at the reference rate."""
+    _check(quantile, draws)
+    if reference_total <= 0 or current_total <= 0:
+        return None
+    return _null_floor(
+        reference_nulls / reference_total,
+        grid_size(reference_total),
+        grid_size(current_total),
+        quantile,
+        draws,
+    )
+
+
+def out_of_range_floor(
+    reference_n: int, current_n: int, quantile: float = DEFAULT_NOISE_QUANTILE
+) -> float | None:
+    """No-drift ``quantile`` of the share of ``current_n`` values outside the [min, max] of ``reference_n``.
+
+    A value exchangeable with N reference values is their new minimum or maximum with probability
+    2 / (N + 1) (exactly so for continuous values, less with ties), so the count outside is at most
+    binomial(current_n, 2 / (N + 1)).
+    """
+    if reference_n <= 0 or current_n <= 0:
+        return None
+    return float(binom.ppf(quantile, current_n, 2 / (reference_n + 1)) / current_n)
+
+
+# --- how each floor is computed -------------------------------------------------------------------------------
 
 
 def multinomial_rows(rng: np.random.Generator, n: int, p: np.ndarray, draws: int) -> np.ndarray:
@@ -110,7 +190,7 @@ def multinomial_rows(rng: np.random.Generator, n: int, p: np.ndarray, draws: int
 
 
 @lru_cache(maxsize=4096)
-def _floor(
+def _bin_floor(
     counts: tuple[int, ...],
     reference_n: int,
     current_n: int,
@@ -119,16 +199,38 @@ def _floor(
     draws: int,
     seed: int,
 ) -> tuple[float, float, float | None]:
-    """Bootstrap quantiles (cached: a backfill asks for the same column at similar sizes day after day)."""
+    """(PSI, JS, KS) floors: closed forms when every bin is well filled, else the bootstrap (cached: a
+    backfill asks for the same column at similar sizes day after day)."""
     p = np.asarray(counts, dtype="float64")
     p /= p.sum()
+    filled = p[p > 0]
+    if len(filled) < 2:  # one value only: no drawn sample can differ
+        return 0.0, 0.0, 0.0 if numerical else None
+    if min(reference_n, current_n) * filled.min() >= ASYMPTOTIC_MIN_EXPECTED:
+        spread = 1 / reference_n + 1 / current_n
+        psi_q = float(spread * chi2.ppf(quantile, len(filled) - 1))
+        ks_q = float(kstwobign.ppf(quantile) * math.sqrt(spread)) if numerical else None
+        return psi_q, math.sqrt(psi_q / (8 * math.log(2))), ks_q
     rng = np.random.default_rng([seed, reference_n, current_n, len(counts)])
     reference = multinomial_rows(rng, reference_n, p, draws)
     current = multinomial_rows(rng, current_n, p, draws)
     return (
         float(np.quantile(psi_rows(reference, current), quantile)),
         float(np.quantile(js_rows(reference, current), quantile)),
-        float(np.quantile(ks_rows(reference, current), quantile))
-        if numerical
-        else None,  # KS: numerical only
+        float(np.quantile(ks_rows(reference, current), quantile)) if numerical else None,  # numerical only
     )
+
+
+@lru_cache(maxsize=4096)
+def _null_floor(rate: float, reference_n: int, current_n: int, quantile: float, draws: int) -> float:
+    if rate in (0.0, 1.0):
+        return 0.0  # no drawn sample can change a rate of exactly 0 or 1
+    if min(reference_n, current_n) * min(rate, 1 - rate) >= ASYMPTOTIC_MIN_EXPECTED:
+        z = norm.ppf((1 + quantile) / 2)  # |difference| of two near-normal proportions
+        return float(z * math.sqrt(rate * (1 - rate) * (1 / reference_n + 1 / current_n)))
+    rng = np.random.default_rng([reference_n, current_n, draws])
+    difference = (
+        rng.binomial(current_n, rate, draws) / current_n
+        - rng.binomial(reference_n, rate, draws) / reference_n
+    )
+    return float(np.quantile(np.abs(difference), quantile))

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
-from mlops_assets.monitoring.drift_stats import CurrentCounts, proportions
+from mlops_assets.monitoring.drift_stats import CurrentCounts, DriftResult, proportions
 from mlops_assets.monitoring.profile import ColumnProfile
 from mlops_assets.monitoring.severity import DriftReport, Level
 
@@ -25,6 +26,12 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def _floor_suffix(result: DriftResult, statistic: str, fmt: Callable[[float | None], str] = _fmt) -> str:
+    """ " (floor)" after a statistic in the table; nothing when the result carries no noise floor for it."""
+    value = getattr(result.noise_floor, statistic) if result.noise_floor is not None else None
+    return "" if value is None else f" ({fmt(value)})"
+
+
 def render_markdown(report: DriftReport) -> str:
     """The report as Markdown: the decision first, then one row per column, most severe first."""
     s = report.summary
@@ -41,17 +48,29 @@ def render_markdown(report: DriftReport) -> str:
         f"- performance drop: **{report.performance_level}**{metric}",
         f"- rows: reference {s.reference_rows:,}, current {s.current_rows:,}",
         "",
-        "| column | kind | severity | PSI | JS | KS | chi2 p | null rate ref -> cur | out of range | reasons |",
-        "|---|---|---|---:|---:|---:|---:|---|---:|---|",
+        "| column | kind | severity | n | PSI (floor) | JS (floor) | KS (floor) | chi2 p "
+        "| null rate ref -> cur (floor) | out of range (floor) | reasons |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|---:|---|",
     ]
     for a in s.columns:  # already sorted by severity, then PSI
         r = a.result
+        floor = partial(_floor_suffix, r)
         p_value = "-" if r.chi2_p_value is None else f"{r.chi2_p_value:.2g}"
+        n = f"{r.current_rows - r.current_null_count:,}"
         lines.append(
-            f"| {_cell(r.column)} | {r.kind} | {a.severity} | {_fmt(r.psi)} | {_fmt(r.js_distance)} "
-            f"| {_fmt(r.ks_statistic)} | {p_value} | {_pct(r.reference_null_rate)} -> {_pct(r.current_null_rate)} "
-            f"| {_pct(r.out_of_range_rate)} | {'; '.join(a.reasons) or '-'} |"
+            f"| {_cell(r.column)} | {r.kind} | {a.severity} | {n} | {_fmt(r.psi)}{floor('psi')} "
+            f"| {_fmt(r.js_distance)}{floor('js_distance')} | {_fmt(r.ks_statistic)}{floor('ks_statistic')} "
+            f"| {p_value} | {_pct(r.reference_null_rate)} -> {_pct(r.current_null_rate)}"
+            f"{floor('null_rate_change', _pct)} | {_pct(r.out_of_range_rate)}{floor('out_of_range_rate', _pct)} "
+            f"| {'; '.join(a.reasons) or '-'} |"
         )
+    if any(a.result.noise_floor is not None for a in s.columns):
+        q = next(a.result.noise_floor.quantile for a in s.columns if a.result.noise_floor is not None)
+        lines += [
+            "",
+            f"n: the day's non-null values. (floor): the statistic's {q:.1%} quantile with no drift at these "
+            "sample sizes; a threshold below it is raised to it, so a small day does not warn on chance alone.",
+        ]
     return "\n".join(lines) + "\n"
 
 

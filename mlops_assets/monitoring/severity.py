@@ -65,6 +65,10 @@ class DriftThresholds:
     JS is a second opinion that stays finite when PSI is inflated by an almost-empty bin. KS and the
     chi-square p-value are off by default: at production volumes their significance tests flag
     differences far too small to matter; set them to use them.
+
+    ``noise_quantile``: each bound is raised to the statistic's noise floor at the day's sample size (its
+    no-drift quantile, see ``noise_floor.py``) when the floor is higher, so a small day does not warn on
+    chance alone; None grades against the fixed bounds only.
     """
 
     psi_warn: float = 0.1
@@ -84,8 +88,11 @@ class DriftThresholds:
     dataset_moderate_share: float = 0.1
     dataset_significant_share: float = 0.3
     dataset_significant_critical_count: int = 3
+    noise_quantile: float | None = 0.999
 
     def __post_init__(self) -> None:
+        if self.noise_quantile is not None and not 0.5 <= self.noise_quantile < 1:
+            raise ValueError(f"noise_quantile must be in [0.5, 1) or None, got {self.noise_quantile}")
         pairs = [
             ("psi", self.psi_warn, self.psi_critical),
             ("js", self.js_warn, self.js_critical),
@@ -120,27 +127,58 @@ class ColumnAssessment:
 
 
 def _grade(
-    name: str, value: float | None, warn: float | None, critical: float | None
+    name: str,
+    value: float | None,
+    warn: float | None,
+    critical: float | None,
+    floor: float | None = None,
+    n: int | None = None,
 ) -> tuple[Severity, str | None]:
+    """The level ``value`` reaches; each bound raised to the noise ``floor`` (at ``n`` rows) if that is higher."""
     if value is None or not math.isfinite(value):
         return Severity.NONE, None
-    if critical is not None and value >= critical:
-        return Severity.CRITICAL, f"{name}={value:.3g}>={critical:g}"
-    if warn is not None and value >= warn:
-        return Severity.WARN, f"{name}={value:.3g}>={warn:g}"
+    for level, bound in ((Severity.CRITICAL, critical), (Severity.WARN, warn)):
+        if bound is None:
+            continue
+        if floor is not None and floor > bound:
+            if value >= floor:
+                return level, f"{name}={value:.3g}>={floor:.3g} (noise floor at n={n}; threshold {bound:g})"
+        elif value >= bound:
+            return level, f"{name}={value:.3g}>={bound:g}"
     return Severity.NONE, None
 
 
 def assess_column(result: DriftResult, thresholds: DriftThresholds | None = None) -> ColumnAssessment:
-    """Severity of one column: the worst grade over all configured rules."""
+    """Severity of one column: the worst grade over all configured rules (against the noise floor the
+    result carries, when ``thresholds.noise_quantile`` is set)."""
     t = thresholds or DriftThresholds()
     null_change = abs(result.null_rate_change) if result.null_rate_change is not None else None
+    noise = result.noise_floor if t.noise_quantile is not None else None
+    n = noise.current_n if noise is not None else None
+
+    def floor(statistic: str) -> float | None:
+        return getattr(noise, statistic) if noise is not None else None
+
     grades = [
-        _grade("psi", result.psi, t.psi_warn, t.psi_critical),
-        _grade("js", result.js_distance, t.js_warn, t.js_critical),
-        _grade("ks", result.ks_statistic, t.ks_warn, t.ks_critical),
-        _grade("null_rate_change", null_change, t.null_rate_change_warn, t.null_rate_change_critical),
-        _grade("out_of_range", result.out_of_range_rate, t.out_of_range_warn, t.out_of_range_critical),
+        _grade("psi", result.psi, t.psi_warn, t.psi_critical, floor("psi"), n),
+        _grade("js", result.js_distance, t.js_warn, t.js_critical, floor("js_distance"), n),
+        _grade("ks", result.ks_statistic, t.ks_warn, t.ks_critical, floor("ks_statistic"), n),
+        _grade(
+            "null_rate_change",
+            null_change,
+            t.null_rate_change_warn,
+            t.null_rate_change_critical,
+            floor("null_rate_change"),
+            result.current_rows,
+        ),
+        _grade(
+            "out_of_range",
+            result.out_of_range_rate,
+            t.out_of_range_warn,
+            t.out_of_range_critical,
+            floor("out_of_range_rate"),
+            n,
+        ),
     ]
     p_value = result.chi2_p_value
     if t.chi2_p_value_warn is not None and p_value is not None and p_value < t.chi2_p_value_warn:

@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlops_assets.monitoring.drift_stats import CurrentCounts, DriftResult, compute_drift
+from mlops_assets.monitoring.drift_stats import CurrentCounts, DriftResult
+from mlops_assets.monitoring.noise_floor import drift_with_floors
 from mlops_assets.monitoring.profile import (
     ColumnProfile,
     NumericalProfile,
@@ -300,7 +301,7 @@ def _outcome(
     thresholds: DriftThresholds,
     key_columns: Sequence[str],
 ) -> SparkDriftOutcome:
-    results = {name: compute_drift(col, counts[name]) for name, col in profile.columns.items()}
+    results = drift_with_floors(profile, counts, thresholds.noise_quantile)
     summary = summarize_dataset(results.values(), thresholds, key_columns=key_columns)
     return SparkDriftOutcome(results=results, summary=summary)
 
