@@ -14,6 +14,7 @@ from mlops_assets.defs import groups
 from mlops_assets.defs.common import OWNER, git_revision
 from mlops_assets.lakehouse.catalog import BILLING, FEATURES, TRAINING_SET
 from mlops_assets.lakehouse.features import churn_labels, labelled_as_of_dates
+from mlops_assets.ml.calibration import CALIBRATION_ARTIFACT, fit_calibration
 from mlops_assets.ml.leakage import SUSPICIOUS_AUC, single_feature_auc, suspicious_features
 from mlops_assets.ml.metrics import choose_threshold
 from mlops_assets.ml.mlflow_model import CHALLENGER
@@ -217,7 +218,14 @@ def churn_model(
             num_threads=config.num_threads,
             on_trial=on_trial,
         )
-        threshold = choose_threshold(valid[contract.label].to_numpy(), predict_proba(result, valid))
+        valid_scores = predict_proba(result, valid)
+        threshold = choose_threshold(valid[contract.label].to_numpy(), valid_scores)
+        # Recorded with the version's run: the drift report's label-free performance estimate reads it.
+        calibration = fit_calibration(valid[contract.label].to_numpy(), valid_scores)
+        mlflow.log_dict(calibration.to_dict(), CALIBRATION_ARTIFACT)
+        mlflow.log_metrics(
+            {"valid_ece_raw": calibration.ece_before, "valid_ece_calibrated": calibration.ece_after}
+        )
         model = result.to_model(threshold)
         summary = result.summary()
         mlflow.log_params({f"best_{k}": v for k, v in result.best_params.items()})

@@ -6,6 +6,7 @@ import io
 from collections.abc import Callable, Sequence
 from functools import partial
 
+from mlops_assets.monitoring.cbpe import LIMITATION
 from mlops_assets.monitoring.drift_stats import CurrentCounts, DriftResult, proportions
 from mlops_assets.monitoring.profile import ColumnProfile
 from mlops_assets.monitoring.severity import DriftReport, Level
@@ -32,6 +33,22 @@ def _floor_suffix(result: DriftResult, statistic: str, fmt: Callable[[float | No
     return "" if value is None else f" ({fmt(value)})"
 
 
+def _estimate_lines(report: DriftReport) -> list[str]:
+    """The label-free estimate, beside the realized metric once the labels are in."""
+    e = report.estimate
+    if e is None:
+        return []
+    realized = ""
+    if report.current_metric is not None:
+        inside = "inside" if e.contains(report.current_metric) else "outside"
+        realized = f"; realized {report.current_metric:.3f}, {inside} the interval"
+    return [
+        f"- estimated {report.metric_name} without labels (CBPE): **{e.estimate:.3f}** "
+        f"[{e.lower:.3f}, {e.upper:.3f}] (95 % of label draws), estimated drop **{report.estimated_level}**"
+        f"{realized}; {LIMITATION}",
+    ]
+
+
 def render_markdown(report: DriftReport) -> str:
     """The report as Markdown: the decision first, then one row per column, most severe first."""
     s = report.summary
@@ -39,13 +56,16 @@ def render_markdown(report: DriftReport) -> str:
     if report.baseline_metric is not None or report.current_metric is not None:
         metric = f" ({report.metric_name} {_fmt(report.baseline_metric)} -> {_fmt(report.current_metric)})"
     if report.performance_level is Level.PENDING:
-        metric += " -- the day's labels have not arrived; the action rests on data drift alone"
+        metric += " -- the day's labels have not arrived; the action rests on data drift" + (
+            " and the label-free estimate below" if report.estimate is not None else " alone"
+        )
     lines = [
         f"## Drift report: {report.action}",
         "",
         f"- data drift: **{s.level}** -- {len(s.drifted_columns)}/{s.n_columns} columns drifted "
         f"({_pct(s.drift_share)}), {len(s.critical_columns)} critical",
         f"- performance drop: **{report.performance_level}**{metric}",
+        *_estimate_lines(report),
         f"- rows: reference {s.reference_rows:,}, current {s.current_rows:,}",
         "",
         "| column | kind | severity | n | PSI (floor) | JS (floor) | KS (floor) | chi2 p "

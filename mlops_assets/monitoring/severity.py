@@ -20,6 +20,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+from mlops_assets.monitoring.cbpe import PerformanceEstimate
 from mlops_assets.monitoring.drift_stats import DriftResult
 
 
@@ -54,6 +55,10 @@ class Action(StrEnum):
     INVESTIGATE = "INVESTIGATE"
     RETRAIN = "RETRAIN"
     RETRAIN_URGENT = "RETRAIN_URGENT"
+
+    @property
+    def rank(self) -> int:
+        return list(Action).index(self)
 
 
 @dataclass(frozen=True)
@@ -352,8 +357,17 @@ ACTION_MATRIX: Mapping[tuple[Level, Level], Action] = MappingProxyType(
 )
 
 
-def recommend_action(data_drift: Level, performance: Level) -> Action:
-    return ACTION_MATRIX[(Level(data_drift), Level(performance))]
+def recommend_action(data_drift: Level, performance: Level, estimated: Level | None = None) -> Action:
+    """The matrix's action; while labels are pending, a label-free ``estimated`` drop level (CBPE) may
+    escalate it as a measured drop would, but never lower it: the estimate cannot see a concept shift."""
+    action = ACTION_MATRIX[(Level(data_drift), Level(performance))]
+    if (
+        Level(performance) is Level.PENDING
+        and estimated is not None
+        and Level(estimated) is not Level.PENDING
+    ):
+        action = max(action, ACTION_MATRIX[(Level(data_drift), Level(estimated))], key=lambda a: a.rank)
+    return action
 
 
 @dataclass(frozen=True)
@@ -366,6 +380,9 @@ class DriftReport:
     metric_name: str = "metric"
     baseline_metric: float | None = None
     current_metric: float | None = None
+    # The label-free estimate of the metric (CBPE) and the drop level it implies; None without calibration.
+    estimate: PerformanceEstimate | None = None
+    estimated_level: Level | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -375,6 +392,8 @@ class DriftReport:
             "metric_name": self.metric_name,
             "baseline_metric": self.baseline_metric,
             "current_metric": self.current_metric,
+            "estimate": self.estimate.to_dict() if self.estimate is not None else None,
+            "estimated_level": str(self.estimated_level) if self.estimated_level is not None else None,
             "summary": self.summary.to_dict(),
         }
 
@@ -392,6 +411,10 @@ class DriftReport:
             figures[f"baseline_{self.metric_name}"] = round(self.baseline_metric, 4)
         if self.current_metric is not None:
             figures[f"current_{self.metric_name}"] = round(self.current_metric, 4)
+        if self.estimate is not None:
+            figures[f"estimated_{self.metric_name}"] = round(self.estimate.estimate, 4)
+            figures[f"estimated_{self.metric_name}_lower"] = round(self.estimate.lower, 4)
+            figures[f"estimated_{self.metric_name}_upper"] = round(self.estimate.upper, 4)
         return figures
 
 
@@ -401,13 +424,21 @@ def build_report(
     current_metric: float | None = None,
     metric_name: str = "metric",
     performance_thresholds: PerformanceThresholds | None = None,
+    estimate: PerformanceEstimate | None = None,
 ) -> DriftReport:
     level = performance_drop_level(baseline_metric, current_metric, performance_thresholds)
+    estimated_level = (
+        performance_drop_level(baseline_metric, estimate.estimate, performance_thresholds)
+        if estimate is not None
+        else None
+    )
     return DriftReport(
         summary=summary,
         performance_level=level,
-        action=recommend_action(summary.level, level),
+        action=recommend_action(summary.level, level, estimated_level),
         metric_name=metric_name,
         baseline_metric=baseline_metric,
         current_metric=current_metric,
+        estimate=estimate,
+        estimated_level=estimated_level,
     )

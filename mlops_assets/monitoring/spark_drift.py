@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mlops_assets.monitoring.cbpe import PerformanceEstimate, auc_of_class_histograms
 from mlops_assets.monitoring.drift_stats import CurrentCounts, DriftResult
 from mlops_assets.monitoring.noise_floor import drift_with_floors
 from mlops_assets.monitoring.profile import (
@@ -329,10 +330,11 @@ def day_reports_spark(
     baseline_roc_auc: float | None,
     current_roc_aucs: Mapping[Any, float | None],
     days: Iterable[Any] = (),
+    estimates: Mapping[Any, PerformanceEstimate | None] | None = None,
 ) -> dict[Any, DriftReport]:
     """Every day's report from one aggregation grouped by ``day_column``, each day graded exactly as
     ``day_report_spark`` grades it alone; a day of ``days`` without rows as it grades an empty frame, others
-    without rows are absent."""
+    without rows are absent. ``estimates``: each day's label-free ROC-AUC estimate, if any."""
     return {
         day: build_report(
             _outcome(profile, counts, thresholds, KEY_COLUMNS).summary,
@@ -340,6 +342,7 @@ def day_reports_spark(
             current_roc_aucs.get(day),
             "roc_auc",
             performance_thresholds,
+            (estimates or {}).get(day),
         )
         for day, counts in sorted(count_pass_by(profile, df, day_column, groups=days).items())
     }
@@ -363,10 +366,33 @@ def binned_auc_by(
     return _binned_auc(scored, label, score, bins, by)
 
 
+def _score_bucket(score: str, bins: int) -> str:
+    """The equal-width bin of a score in [0, 1] (1.0 in the last bin), as SQL."""
+    return f"LEAST(FLOOR({quote_identifier(score)} * {bins}), {bins - 1})"
+
+
+def score_histograms_by(
+    scored: DataFrame, by: str, score: str = SCORE_COLUMN, bins: int = AUC_BINS
+) -> dict[Any, np.ndarray]:
+    """Each ``by`` value's score histogram over ``bins`` equal-width bins, in one aggregation (no labels
+    needed: what a label-free performance estimate reads)."""
+    counts = (
+        scored.selectExpr(f"{quote_identifier(by)} AS g", f"{_score_bucket(score, bins)} AS b")
+        .where("b IS NOT NULL")
+        .groupBy("g", "b")
+        .count()
+        .collect()
+    )
+    histograms: dict[Any, np.ndarray] = {}
+    for r in counts:
+        histograms.setdefault(r["g"], np.zeros(bins, dtype="int64"))[int(r["b"])] += r["count"]
+    return histograms
+
+
 def _binned_auc(
     scored: DataFrame, label: str, score: str, bins: int, by: str | None
 ) -> dict[Any, float | None]:
-    bucket = f"LEAST(FLOOR({quote_identifier(score)} * {bins}), {bins - 1})"
+    bucket = _score_bucket(score, bins)
     group = [f"{quote_identifier(by)} AS g"] if by is not None else ["NULL AS g"]
     counts = (
         scored.selectExpr(*group, f"{bucket} AS b", f"{quote_identifier(label)} AS y")
@@ -382,11 +408,5 @@ def _binned_auc(
 
 
 def _auc_of_histograms(pos: list[int], neg: list[int]) -> float | None:
-    n_pos, n_neg = sum(pos), sum(neg)
-    if not n_pos or not n_neg:
-        return None
-    below, total = 0, 0.0
-    for p, n in zip(pos, neg, strict=True):
-        total += p * (below + n / 2)  # positives beat the negatives below them, tie with their own bin
-        below += n
-    return total / (n_pos * n_neg)
+    auc = float(auc_of_class_histograms(np.asarray(pos), np.asarray(neg))[0])
+    return None if math.isnan(auc) else auc

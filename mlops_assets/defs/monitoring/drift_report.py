@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 import mlflow
+from mlflow.exceptions import MlflowException
 from pyspark.sql import functions as F
 
 from mlops_assets.defs import groups
@@ -16,12 +17,14 @@ from mlops_assets.defs.common import OWNER, partition_days, png_markdown, read_r
 from mlops_assets.defs.monitoring.reference_profile import REFERENCE_PROFILE_KEY
 from mlops_assets.lakehouse.catalog import BILLING, DRIFT_REPORTS, PREDICTIONS
 from mlops_assets.lakehouse.features import LABEL_HORIZON_DAYS, churn_labels
+from mlops_assets.ml.calibration import CALIBRATION_ARTIFACT, CalibrationMap
+from mlops_assets.monitoring.cbpe import estimate_from_histogram
 from mlops_assets.monitoring.profile import ReferenceProfile
 from mlops_assets.monitoring.profile_store import load_profile
 from mlops_assets.monitoring.render import histogram_png, render_markdown
 from mlops_assets.monitoring.severity import SCORE_COLUMN as SCORE
 from mlops_assets.monitoring.severity import Level
-from mlops_assets.monitoring.spark_drift import binned_auc_by, day_reports_spark
+from mlops_assets.monitoring.spark_drift import binned_auc_by, day_reports_spark, score_histograms_by
 from mlops_assets.monitoring.verdict import ROW_SCHEMA, DayVerdict, overall_level
 from mlops_assets.partitions import daily_partitions, single_run_backfill
 from mlops_assets.resources import (
@@ -71,6 +74,20 @@ def drift_report(
         fix = f"materialize {REFERENCE_PROFILE_KEY.to_user_string()}"
         return load_profile(delta, name, version, fix), baseline
 
+    @functools.cache
+    def calibration(version: str) -> CalibrationMap | None:
+        """The version's calibration map (fit on its validation split); None for a model trained without one."""
+        run_id = mlflow_tracking.registry().version(version).run_id
+        try:
+            return CalibrationMap.from_dict(
+                mlflow.artifacts.load_dict(f"runs:/{run_id}/{CALIBRATION_ARTIFACT}")
+            )
+        except (MlflowException, OSError):
+            context.log.warning(
+                f"v{version} has no {CALIBRATION_ARTIFACT}: no label-free performance estimate"
+            )
+            return None
+
     all_features = feature_set.read(lakehouse)
     predictions = delta.read_partitions(PREDICTIONS, days[0], days[-1])
     scored_by = {
@@ -104,6 +121,16 @@ def drift_report(
         if labelled:
             scored = churn_labels(current.where(F.col(contract.as_of).isin(labelled)), billing)
             aucs |= binned_auc_by(scored, contract.label, contract.as_of)
+        # While labels are pending (and beside them once in): ROC-AUC estimated from calibrated scores alone.
+        calibrated = calibration(version)
+        estimates = (
+            {
+                day: estimate_from_histogram(counts, calibrated.apply)
+                for day, counts in score_histograms_by(current, contract.as_of).items()
+            }
+            if calibrated is not None
+            else {}
+        )
         # A day whose scored rows have no features left is graded on no rows, as the per-day loop graded it.
         reports |= day_reports_spark(
             profile,
@@ -114,6 +141,7 @@ def drift_report(
             baseline_auc,
             aucs,
             days=version_days,
+            estimates=estimates,
         )
     verdicts: list[DayVerdict] = []
     rows, markdowns, figures = [], [], {}
