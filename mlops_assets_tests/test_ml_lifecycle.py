@@ -244,6 +244,16 @@ def test_drift_report_measures_performance_once_a_days_labels_close(first_traini
     assert rows[recent]["data_version"].endswith(":pending")
     report = json.loads(rows[labelled]["report_json"])
     assert report["action"] == rows[labelled]["action"]
+    # The label-free estimate (CBPE, from the champion's calibration map): on both days, beside the realized
+    # ROC-AUC once the labels are in, and in the figures Dagster plots.
+    for day in (labelled, recent):
+        estimate = json.loads(rows[day]["report_json"])["estimate"]
+        assert (
+            0.5 < estimate["estimate"] <= 1 and estimate["lower"] <= estimate["estimate"] <= estimate["upper"]
+        )
+        assert estimate["n"] > 0 and json.loads(rows[day]["report_json"])["estimated_level"] is not None
+    assert "estimated roc_auc without labels (CBPE)" in metadata["report"].value  # the pending day's report
+    assert isinstance(metadata["estimated_roc_auc"].value, float)
 
 
 def test_a_multi_day_drift_run_gives_each_day_its_own_verdict_and_report(
