@@ -22,6 +22,7 @@ from mlops_assets.ml.evaluation import SECTIONS
 from mlops_assets.ml.mlflow_model import CHALLENGER, CHAMPION, ModelRegistry
 from mlops_assets.ml.training import tune_and_train
 from mlops_assets_tests.conftest import TEST_END, TEST_START, range_tags
+from mlops_assets_tests.small_lakehouse import suite_promotion_policy
 
 MODEL = "churn_model"
 AUDIT = PROMOTION_AUDIT
@@ -295,8 +296,7 @@ def second_champion(first_training, retrained, test_resources):
     )
     registry().set_alias(CHAMPION, first)
     registry().set_alias(CHALLENGER, second)
-    no_band = test_resources["promotion_policy"].model_copy(update={"equivalence_band": 0})
-    defs = build_defs({**test_resources, "promotion_policy": no_band})
+    defs = build_defs({**test_resources, "promotion_policy": suite_promotion_policy(equivalence_band=0)})
     result = defs.resolve_job_def("train_evaluate_promote").execute_in_process(
         asset_selection=[dg.AssetKey(["ml", "evaluation_report"]), dg.AssetKey(["ml", "champion"])],
         raise_on_error=False,

@@ -18,6 +18,7 @@ from mlops_assets.defs.evaluation import EVALUATION_KEY
 from mlops_assets.lakehouse.catalog import PROMOTION_AUDIT
 from mlops_assets.ml.mlflow_model import CHALLENGER, CHAMPION, ModelRegistry
 from mlops_assets.ml.training import tune_and_train
+from mlops_assets_tests.small_lakehouse import suite_promotion_policy
 
 MODEL = "churn_registry_tests"
 FAST_TRAINING = {"ops": {"ml__churn_model": {"config": {"n_trials": 2, "seed": 7}}}}
@@ -56,8 +57,7 @@ def _build(
     )
     resources = {**test_resources, "mlflow_tracking": tracking}
     if equivalence_band is not None:
-        update = {"equivalence_band": equivalence_band}
-        resources["promotion_policy"] = test_resources["promotion_policy"].model_copy(update=update)
+        resources["promotion_policy"] = suite_promotion_policy(equivalence_band=equivalence_band)
     defs = build_defs(resources)
     if not extra:
         return defs
