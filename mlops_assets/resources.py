@@ -311,6 +311,13 @@ class PromotionPolicyResource(dg.ConfigurableResource):
     max_ece: float = Field(default=0.1, gt=0, le=1, description="expected calibration error")
     min_demographic_parity_ratio: float = Field(default=0.6, ge=0, le=1)
     max_equal_opportunity_difference: float = Field(default=0.25, ge=0, le=1)
+    equivalence_band: float = Field(
+        default=0.005,
+        ge=0,
+        le=0.1,
+        description="ROC-AUC band: a paired 95% CI of the difference inside ±band is no material change, so "
+        "@champion stays (0 turns the rule off)",
+    )
 
     def policy(self) -> PromotionPolicy:
         return PromotionPolicy(
@@ -319,6 +326,7 @@ class PromotionPolicyResource(dg.ConfigurableResource):
             max_ece=self.max_ece,
             min_demographic_parity_ratio=self.min_demographic_parity_ratio,
             max_equal_opportunity_difference=self.max_equal_opportunity_difference,
+            equivalence_band=self.equivalence_band,
         )
 
 

@@ -22,6 +22,7 @@ from mlops_assets.ml.evaluation import SECTIONS
 from mlops_assets.ml.mlflow_model import CHALLENGER, CHAMPION, ModelRegistry
 from mlops_assets.ml.training import tune_and_train
 from mlops_assets_tests.conftest import TEST_END, TEST_START, range_tags
+from mlops_assets_tests.small_lakehouse import suite_promotion_policy
 
 MODEL = "churn_model"
 AUDIT = PROMOTION_AUDIT
@@ -126,22 +127,35 @@ def test_evaluation_report_has_every_section_in_ui_and_mlflow(first_training):
 
 @pytest.fixture(scope="module")
 def retrained(first_training, test_defs):
-    """A second training with the same inputs and seed: an equally good challenger, promoted over the first."""
+    """A second training with the same inputs and seed: an identical challenger, so the first stays champion."""
     assert first_training.success
     return test_defs.resolve_job_def("train_evaluate_promote").execute_in_process(
         run_config=FAST_TRAINING, raise_on_error=False
     )
 
 
-def test_training_is_reproducible_for_the_same_inputs_and_seed(first_training, retrained):
+def test_training_is_reproducible_for_the_same_inputs_and_seed(first_training, retrained, lakehouse):
     again = retrained
     assert again.success
     first, second = (_materialized(r)["ml/churn_model"] for r in (first_training, again))
     assert first["best_valid_auc"].value == second["best_valid_auc"].value
     assert first["best_params"].value == second["best_params"].value
-    # An equally good challenger is non-inferior: it is promoted.
-    assert _checks(again)["promotion_gate"].passed
-    assert registry().alias_version(CHAMPION) == second["model_version"].value
+    # The identical challenger passes every guardrail but is no material change: the champion stays.
+    gate = _checks(again)["promotion_gate"]
+    assert gate.passed and gate.metadata["verdict"].value == "no_material_change"
+    first_version, second_version = first["model_version"].value, second["model_version"].value
+    assert second_version != first_version
+    assert registry().alias_version(CHAMPION) == first_version
+    assert _materialized(again)["ml/champion"]["kept_over"].value == second_version
+    audit = (
+        lakehouse.read(AUDIT).where(F.col("dagster_run_id") == again.run_id).orderBy("decided_at").collect()
+    )
+    assert [(r["decision"], r["from_version"], r["to_version"]) for r in audit] == [
+        ("no_material_change", first_version, second_version),
+        ("champion_kept", first_version, second_version),
+    ]
+    (reason,) = [r for r in audit[0]["reasons"] if "material_change" in r]
+    assert "no material change" in reason and "[0.000, 0.000]" in reason and "band ±0.005" in reason
 
 
 @pytest.fixture(scope="module")
@@ -281,9 +295,29 @@ def test_a_multi_day_drift_run_gives_each_day_its_own_verdict_and_report(
         assert m.metadata["critical_column_count"].value == len(rows[m.partition]["critical_columns"])
 
 
-def test_rollback_restores_the_previous_champion(retrained, test_defs, lakehouse):
-    assert retrained.success  # the champion it promoted has a previous one to return to
+@pytest.fixture(scope="module")
+def second_champion(first_training, retrained, test_resources):
+    """The retrained version promoted over the first with the material-change rule off (band 0), so the
+    champion has a previous one to return to."""
+    from mlops_assets.definitions import build_defs
+
+    first, second = (
+        _materialized(r)["ml/churn_model"]["model_version"].value for r in (first_training, retrained)
+    )
+    registry().set_alias(CHAMPION, first)
+    registry().set_alias(CHALLENGER, second)
+    defs = build_defs({**test_resources, "promotion_policy": suite_promotion_policy(equivalence_band=0)})
+    result = defs.resolve_job_def("train_evaluate_promote").execute_in_process(
+        asset_selection=[dg.AssetKey(["ml", "evaluation_report"]), dg.AssetKey(["ml", "champion"])],
+        raise_on_error=False,
+    )
+    assert result.success and registry().alias_version(CHAMPION) == second
+    return second
+
+
+def test_rollback_restores_the_previous_champion(second_champion, test_defs, lakehouse):
     current = registry().alias_version(CHAMPION)
+    assert current == second_champion
     promoted = lakehouse.read(AUDIT).where(
         (F.col("decision") == "promoted") & (F.col("to_version") == current)
     )

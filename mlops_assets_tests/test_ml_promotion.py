@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from mlops_assets.ml.contract import FeatureSetContract
 from mlops_assets.ml.evaluation import evaluate
-from mlops_assets.ml.promotion import PromotionDecision, PromotionPolicy, decide_promotion
+from mlops_assets.ml.promotion import (
+    KEEP_CHAMPION,
+    PROMOTE,
+    REFUSE,
+    PromotionDecision,
+    PromotionPolicy,
+    decide_promotion,
+)
 
 BASELINE = {"roc_auc": 0.5, "pr_auc": 0.25, "log_loss": 0.56, "brier": 0.19, "f1": 0.0, "ece": 0.0}
 
@@ -32,12 +41,20 @@ def failed(decision: PromotionDecision) -> set[str]:
     return {k for k, ok in decision.checks.items() if not ok}
 
 
+def paired(lo: float, hi: float, **overrides: float | None) -> dict[str, float | None]:
+    """A challenger headline with the paired CI of its ROC-AUC difference from the champion."""
+    return headline(roc_auc_diff_ci_low=lo, roc_auc_diff_ci_high=hi, roc_auc_diff_p_value=0.5, **overrides)
+
+
 def test_better_challenger_is_promoted() -> None:
-    d = decide_promotion(headline(roc_auc=0.82), headline(roc_auc=0.80), BASELINE, PromotionPolicy())
-    assert d.promote
+    d = decide_promotion(
+        paired(0.004, 0.036, roc_auc=0.82), headline(roc_auc=0.80), BASELINE, PromotionPolicy()
+    )
+    assert d.promote and d.outcome == PROMOTE
     assert set(d.checks) == {
         "beats_baseline",
         "non_inferior_to_champion",
+        "material_change",
         "calibration",
         "demographic_parity",
         "equal_opportunity",
@@ -107,6 +124,50 @@ def test_paired_ci_mode_uses_the_interval() -> None:
     assert any("[-0.030, 0.020]" in r for r in paired.reasons)
 
 
+def test_a_retrain_not_materially_different_keeps_the_champion_and_says_why() -> None:
+    # An identical retrain: every paired resample gives the same AUC, so the CI is [0, 0].
+    d = decide_promotion(paired(0.0, 0.0), headline(), BASELINE, PromotionPolicy(equivalence_band=0.005))
+    assert d.outcome == KEEP_CHAMPION and not d.promote
+    assert failed(d) == {"material_change"}  # every guardrail passed: kept, not refused
+    (reason,) = [r for r in d.reasons if "material_change" in r]
+    assert reason.startswith("KEEP material_change: no material change")
+    assert "[0.000, 0.000]" in reason and "band ±0.005" in reason and "@champion stays" in reason
+
+
+@pytest.mark.parametrize(("lo", "hi"), [(-0.002, 0.02), (-0.012, 0.004), (0.006, 0.02)])
+def test_a_difference_reaching_outside_the_band_is_promoted(lo: float, hi: float) -> None:
+    challenger = paired(lo, hi, roc_auc=0.80 + (lo + hi) / 2)
+    d = decide_promotion(challenger, headline(), BASELINE, PromotionPolicy(equivalence_band=0.005))
+    assert d.outcome == PROMOTE, d.reasons
+    assert any(r.startswith("PASS material_change") and "reaches outside" in r for r in d.reasons)
+
+
+def test_a_guardrail_failure_refuses_even_an_equivalent_challenger() -> None:
+    d = decide_promotion(paired(0.0, 0.0, ece=0.2), headline(), BASELINE, PromotionPolicy())
+    assert d.outcome == REFUSE and failed(d) == {"material_change", "calibration"}
+
+
+def test_the_first_model_and_a_zero_band_skip_the_material_change_rule() -> None:
+    first = decide_promotion(paired(0.0, 0.0), None, BASELINE, PromotionPolicy())
+    assert first.outcome == PROMOTE and "material_change" not in first.checks
+    off = decide_promotion(paired(0.0, 0.0), headline(), BASELINE, PromotionPolicy(equivalence_band=0))
+    assert off.outcome == PROMOTE and "material_change" not in off.checks
+    unjudged = decide_promotion(headline(), headline(), BASELINE, PromotionPolicy())
+    assert unjudged.outcome == PROMOTE
+    assert any(r.startswith("INFO material_change not judged") for r in unjudged.reasons)
+    with pytest.raises(ValueError, match="equivalence_band"):
+        PromotionPolicy(equivalence_band=-0.01)
+
+
+def test_the_decision_round_trips_through_its_dict() -> None:
+    d = decide_promotion(paired(0.0, 0.0), headline(), BASELINE, PromotionPolicy())
+    as_dict = d.to_dict()
+    assert as_dict["outcome"] == KEEP_CHAMPION and as_dict["promote"] is False
+    assert PromotionDecision.from_dict(json.loads(json.dumps(as_dict))) == d
+    with pytest.raises(ValueError, match="outcome"):
+        PromotionDecision("maybe", [], {})
+
+
 def test_lower_is_better_primary_metric() -> None:
     policy = PromotionPolicy(primary_metric="log_loss")
     better = decide_promotion(headline(log_loss=0.40), headline(log_loss=0.45), BASELINE, policy)
@@ -162,3 +223,9 @@ def test_gate_on_real_reports() -> None:
     assert d.promote, d.reasons
     first = decide_promotion(better.headline(), None, better.baseline_headline(), PromotionPolicy())
     assert first.promote
+    # The same model retrained: the paired CI is [0, 0], the champion stays.
+    same = evaluate(good, df, contract, champion_predict=good, **kwargs)
+    d = decide_promotion(
+        same.headline(), same.champion_headline(), same.baseline_headline(), PromotionPolicy()
+    )
+    assert d.outcome == KEEP_CHAMPION, d.reasons

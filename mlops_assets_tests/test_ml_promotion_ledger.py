@@ -8,6 +8,7 @@ import pytest
 
 from mlops_assets.ml.promotion_ledger import (
     GATE_PASSED,
+    NO_MATERIAL_CHANGE,
     PROMOTED,
     REFUSED,
     ROLLBACK,
@@ -29,6 +30,14 @@ def row(decision: str, src: str | None, dst: str | None, run: str, minute: int) 
 def test_promotes_the_version_the_gate_passed_in_this_run() -> None:
     plan = plan_promotion([row(GATE_PASSED, "1", "2", "run-a", 0)], ["run-a"], "1", "m")
     assert (plan.version, plan.previous, plan.gate_run_id, plan.noop) == ("2", "1", "run-a", False)
+
+
+def test_no_material_change_keeps_the_champion_unless_it_moved_since() -> None:
+    plan = plan_promotion([row(NO_MATERIAL_CHANGE, "1", "2", "run-a", 0)], ["run-a"], "1", "m")
+    assert (plan.version, plan.previous, plan.noop, plan.kept) == ("2", "1", True, True)
+    # Another run promoted v3 since: the equivalence with v1 says nothing about v3.
+    with pytest.raises(PromotionBlocked, match="re-run the evaluation"):
+        plan_promotion([row(NO_MATERIAL_CHANGE, "1", "2", "run-a", 0)], ["run-a"], "3", "m")
 
 
 def test_a_gate_of_another_run_does_not_count() -> None:

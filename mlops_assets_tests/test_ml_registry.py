@@ -18,6 +18,7 @@ from mlops_assets.defs.evaluation import EVALUATION_KEY
 from mlops_assets.lakehouse.catalog import PROMOTION_AUDIT
 from mlops_assets.ml.mlflow_model import CHALLENGER, CHAMPION, ModelRegistry
 from mlops_assets.ml.training import tune_and_train
+from mlops_assets_tests.small_lakehouse import suite_promotion_policy
 
 MODEL = "churn_registry_tests"
 FAST_TRAINING = {"ops": {"ml__churn_model": {"config": {"n_trials": 2, "seed": 7}}}}
@@ -43,14 +44,21 @@ def _failures(result: dg.ExecuteInProcessResult) -> str:
     )
 
 
-def _build(test_resources: dict, model_name: str = MODEL, **extra) -> dg.Definitions:
+def _build(
+    test_resources: dict, model_name: str = MODEL, equivalence_band: float | None = None, **extra
+) -> dg.Definitions:
+    """The project's definitions on this module's model; ``equivalence_band=0`` lets an identical copy of the
+    champion be promoted (the binding and rollback tests need a second champion, not a better one)."""
     from mlops_assets.definitions import build_defs
     from mlops_assets.resources import MlflowTrackingResource
 
     tracking = MlflowTrackingResource(
         tracking_uri=test_resources["mlflow_tracking"].tracking_uri, model_name=model_name
     )
-    defs = build_defs({**test_resources, "mlflow_tracking": tracking})
+    resources = {**test_resources, "mlflow_tracking": tracking}
+    if equivalence_band is not None:
+        resources["promotion_policy"] = suite_promotion_policy(equivalence_band=equivalence_band)
+    defs = build_defs(resources)
     if not extra:
         return defs
     return dg.Definitions.merge(defs, dg.Definitions(**extra))
@@ -156,7 +164,7 @@ def test_promotion_is_bound_to_the_version_the_gate_evaluated(first_champion, te
         interlopers.append(_register_worse(test_resources))
         return dg.AssetCheckResult(passed=True)
 
-    defs = _build(test_resources, asset_checks=[registers_an_interloper])
+    defs = _build(test_resources, equivalence_band=0, asset_checks=[registers_an_interloper])
     result = _evaluate_and_promote(defs)
     assert result.success, _failures(result)
     assert _checks(result)["promotion_gate"].passed
@@ -179,12 +187,36 @@ def test_a_version_already_champion_is_not_promoted_again(first_champion, test_r
     ]
 
 
+def test_an_identical_challenger_keeps_the_champion_and_the_audit_says_why(
+    first_champion, test_resources, lakehouse
+):
+    registry().set_alias(CHAMPION, first_champion)
+    copy = _register(registry().load(first_champion), test_resources, "identical-challenger")
+    result = _evaluate_and_promote(_build(test_resources))
+    assert result.success, _failures(result)
+    gate = _checks(result)["promotion_gate"]
+    assert gate.passed and gate.metadata["verdict"].value == "no_material_change"
+    assert registry().alias_version(CHAMPION) == first_champion  # the copy never gets the alias
+    mine = [row[:3] for row in _audit(lakehouse) if row[3] == result.run_id]
+    assert mine == [
+        ("no_material_change", first_champion, copy),
+        ("champion_kept", first_champion, copy),
+    ]
+    reasons = [
+        reason
+        for r in lakehouse.read(PROMOTION_AUDIT).where(F.col("dagster_run_id") == result.run_id).collect()
+        for reason in r["reasons"]
+    ]
+    assert any(r.startswith("KEEP material_change: no material change") and "band ±" in r for r in reasons)
+    assert any(f"@champion stays v{first_champion}, v{copy} not promoted" in r for r in reasons)
+
+
 def test_rollback_restores_a_different_version_and_retires_its_challenger_alias(
     first_champion, test_resources, lakehouse
 ):
     registry().set_alias(CHAMPION, first_champion)
     newer = _register(registry().load(first_champion), test_resources, "equal-challenger")
-    defs = _build(test_resources)
+    defs = _build(test_resources, equivalence_band=0)
     assert _evaluate_and_promote(defs).success
     assert registry().alias_version(CHAMPION) == newer
     # Evaluating the champion again (it still holds @challenger) must not give rollback a same-version target.

@@ -13,8 +13,8 @@ from mlops_assets.defs.training import SPLIT, read_training_set
 from mlops_assets.ml.audit import append_audit
 from mlops_assets.ml.evaluation import evaluate, model_card
 from mlops_assets.ml.mlflow_model import CHALLENGER, CHAMPION
-from mlops_assets.ml.promotion import decide_promotion
-from mlops_assets.ml.promotion_ledger import GATE_PASSED, REFUSED, stale_evaluation
+from mlops_assets.ml.promotion import KEEP_CHAMPION, REFUSE, decide_promotion
+from mlops_assets.ml.promotion_ledger import GATE_PASSED, NO_MATERIAL_CHANGE, REFUSED, stale_evaluation
 from mlops_assets.resources import (
     FeatureSetResource,
     LakehouseResource,
@@ -146,7 +146,9 @@ def evaluation_report(
     name="promotion_gate",
     blocking=True,
     description="The challenger may become champion only if it is non-inferior to the champion, beats the "
-    "baseline, passes calibration and fairness thresholds, and its artifact is valid. Refusals are audited.",
+    "baseline, passes calibration and fairness thresholds, and its artifact is valid. Refusals are audited. A "
+    "challenger that passes but is not materially different from the champion (paired CI of the difference "
+    "inside the equivalence band) passes too, and ml/champion keeps the champion: audited as no_material_change.",
 )
 def promotion_gate(
     context: dg.AssetCheckExecutionContext,
@@ -173,12 +175,16 @@ def promotion_gate(
         stale = f"the decision inputs are for v{inputs.get('challenger_version')}, not v{challenger_version}"
     if stale:
         reasons.append(f"FAIL current_evaluation: {stale}")
-    passed = decision.promote and not problems and not stale
+    passed = decision.outcome != REFUSE and not problems and not stale
+    # Not a failure (no alert, the run succeeds): the challenger is fine, just not worth a new champion.
+    verdict = GATE_PASSED if passed else REFUSED
+    if passed and decision.outcome == KEEP_CHAMPION:
+        verdict = NO_MATERIAL_CHANGE
     # The verdict, bound to the exact version and run: ml/champion promotes only what this row passed.
     append_audit(
         lakehouse.delta(),
         name,
-        GATE_PASSED if passed else REFUSED,
+        verdict,
         champion_version,
         challenger_version,
         reasons,
@@ -190,6 +196,7 @@ def promotion_gate(
         metadata={
             "challenger_version": challenger_version,
             "champion_version": champion_version or "none",
+            "verdict": verdict,
             "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in reasons)),
         },
     )

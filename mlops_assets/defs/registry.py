@@ -10,6 +10,7 @@ from mlops_assets.ml.audit import append_audit, read_audit
 from mlops_assets.ml.mlflow_model import CHALLENGER, CHAMPION
 from mlops_assets.ml.promotion_ledger import (
     ALREADY_CHAMPION,
+    CHAMPION_KEPT,
     PROMOTED,
     PROMOTION_BLOCKED,
     ROLLBACK,
@@ -29,7 +30,8 @@ from mlops_assets.resources import LakehouseResource, MlflowTrackingResource
     owners=[OWNER],
     description="Moves the registry alias @champion to the version whose blocking promotion_gate check passed "
     "in this run (or in the run it re-executes) — never to whatever @challenger points at. Without a passed "
-    "gate it fails and audits the refusal; a version that already is @champion is left as it is. Audited.",
+    "gate it fails and audits the refusal; a version that already is @champion is left as it is, and so is "
+    "@champion when the gate found no material change. Audited.",
 )
 def champion(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource, mlflow_tracking: MlflowTrackingResource
@@ -48,7 +50,14 @@ def champion(
         )
         raise dg.Failure(description=str(blocked), allow_retries=False) from None
     gate = f"promotion_gate passed v{plan.version} in run {plan.gate_run_id}"
-    if plan.noop:
+    if plan.kept:
+        kept = (
+            f"no material change from v{current}: @{CHAMPION} stays v{current}, v{plan.version} not promoted"
+        )
+        gate = f"promotion_gate found v{plan.version} not materially different in run {plan.gate_run_id}"
+        append_audit(lakehouse.delta(), name, CHAMPION_KEPT, current, plan.version, [gate, kept], run_id)
+        context.log.info(f"{name}: {kept}")
+    elif plan.noop:
         append_audit(
             lakehouse.delta(),
             name,
@@ -68,8 +77,9 @@ def champion(
     return dg.MaterializeResult(
         metadata={
             "model_name": name,
-            "champion_version": plan.version,
+            "champion_version": current if plan.kept else plan.version,
             "previous_champion": current or "none",
+            "kept_over": plan.version if plan.kept else "none",
             "changed": not plan.noop,
             "gate_run_id": plan.gate_run_id,
         }

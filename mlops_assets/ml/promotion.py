@@ -12,11 +12,18 @@ Inputs are ``EvaluationReport.headline()``-style dicts: the challenger's, the ch
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from mlops_assets.ml.metrics import HIGHER_IS_BETTER
+
+# The three outcomes: move @champion, keep it (the challenger is fine but not materially different), or refuse.
+PROMOTE = "promote"
+KEEP_CHAMPION = "keep_champion"
+REFUSE = "refuse"
+OUTCOMES = (PROMOTE, KEEP_CHAMPION, REFUSE)
+MATERIAL_CHANGE = "material_change"
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,9 @@ class PromotionPolicy:
     non_inferiority_test: Literal["point", "paired_ci"] = "point"
     # Missing fairness numbers (no protected attributes, groups too small) fail the gate instead of passing.
     require_fairness: bool = False
+    # A challenger whose paired 95% CI of the primary-metric difference lies inside [-band, +band] is not a
+    # material change: @champion stays, so retraining on unchanged data does not churn the registry. 0 = off.
+    equivalence_band: float = 0.005
 
     def __post_init__(self) -> None:
         if self.primary_metric not in HIGHER_IS_BETTER:
@@ -40,16 +50,33 @@ class PromotionPolicy:
             )
         if self.non_inferiority_test not in ("point", "paired_ci"):
             raise ValueError("non_inferiority_test must be 'point' or 'paired_ci'")
+        if not self.equivalence_band >= 0:
+            raise ValueError("equivalence_band must be >= 0 (0 turns the no-material-change rule off)")
 
 
 @dataclass(frozen=True)
 class PromotionDecision:
-    promote: bool
+    """``outcome`` is PROMOTE, KEEP_CHAMPION (every guardrail passed, but the challenger is not materially
+    different from the champion) or REFUSE; ``reasons`` say why, one line per rule."""
+
+    outcome: str
     reasons: list[str]
     checks: dict[str, bool] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"outcome {self.outcome!r} is not one of {OUTCOMES}")
+
+    @property
+    def promote(self) -> bool:
+        return self.outcome == PROMOTE
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "promote": self.promote}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PromotionDecision:
+        return cls(str(d["outcome"]), list(d["reasons"]), dict(d.get("checks", {})))
 
 
 def _num(d: Mapping[str, Any] | None, key: str) -> float | None:
@@ -77,7 +104,9 @@ def decide_promotion(
     policy: PromotionPolicy | None = None,
 ) -> PromotionDecision:
     """Promote iff every rule passes: lift over baseline, non-inferiority to the champion (when there is
-    one), calibration, and the two fairness bounds."""
+    one), a material change from it, calibration, and the two fairness bounds. When the material change is
+    the only rule that fails, the outcome is KEEP_CHAMPION, not REFUSE: nothing is wrong with the challenger,
+    it is just not worth a new champion."""
     policy = policy or PromotionPolicy()
     m = policy.primary_metric
     higher = HIGHER_IS_BETTER[m]
@@ -85,9 +114,9 @@ def decide_promotion(
     checks: dict[str, bool] = {}
     reasons: list[str] = []
 
-    def record(check: str, ok: bool, text: str) -> None:
+    def record(check: str, ok: bool, text: str, failed: str = "FAIL") -> None:
         checks[check] = ok
-        reasons.append(f"{'PASS' if ok else 'FAIL'} {check}: {text}")
+        reasons.append(f"{'PASS' if ok else failed} {check}: {text}")
 
     ch = _num(challenger, m)
     if ch is None:
@@ -137,6 +166,7 @@ def decide_promotion(
                     f"{'within' if ok else 'beyond'} the margin {_f(policy.non_inferiority_margin)}{paired_text}"
                 )
             record("non_inferior_to_champion", ok, text)
+            _material_change(policy, m, lo, hi, record, reasons)
 
     # 3. calibration
     ece = _num(challenger, "ece")
@@ -166,4 +196,32 @@ def decide_promotion(
         op = (">=" if ok else "<") if at_least else ("<=" if ok else ">")
         record(check, ok, f"{key} {_f(value)} {op} {'min' if at_least else 'max'} {_f(bound)}")
 
-    return PromotionDecision(promote=bool(checks) and all(checks.values()), reasons=reasons, checks=checks)
+    failed = {check for check, ok in checks.items() if not ok}
+    outcome = KEEP_CHAMPION if failed else PROMOTE
+    if not checks or failed - {MATERIAL_CHANGE}:
+        outcome = REFUSE
+    return PromotionDecision(outcome=outcome, reasons=reasons, checks=checks)
+
+
+def _material_change(
+    policy: PromotionPolicy,
+    metric: str,
+    lo: float | None,
+    hi: float | None,
+    record: Callable[..., None],
+    reasons: list[str],
+) -> None:
+    """The equivalence rule: a paired CI of the difference inside the band means no material change."""
+    band = policy.equivalence_band
+    if band <= 0:
+        return
+    if lo is None or hi is None:
+        reasons.append(f"INFO {MATERIAL_CHANGE} not judged: no paired CI of the {metric} difference")
+        return
+    inside = -band <= lo and hi <= band
+    ci = f"{metric} paired 95% CI of the difference [{_f(lo)}, {_f(hi)}]"
+    if inside:
+        text = f"no material change: {ci} lies inside the band ±{_f(band)}; @champion stays"
+    else:
+        text = f"{ci} reaches outside the band ±{_f(band)}"
+    record(MATERIAL_CHANGE, not inside, text, failed="KEEP")

@@ -15,11 +15,14 @@ from datetime import datetime
 # Decisions written to the audit ledger.
 GATE_PASSED = "gate_passed"  # the promotion_gate passed this version (in this Dagster run)
 REFUSED = "refused"  # the promotion_gate refused this version
+NO_MATERIAL_CHANGE = "no_material_change"  # guardrails passed, not materially different from @champion
 PROMOTED = "promoted"  # @champion moved from_version -> to_version
 ALREADY_CHAMPION = "already_champion"  # the gate passed the version that already is @champion: nothing moved
+# No material change: @champion stays from_version, to_version was not promoted.
+CHAMPION_KEPT = "champion_kept"
 PROMOTION_BLOCKED = "promotion_blocked"  # ml/champion refused to move @champion (no passed gate, stale gate)
 ROLLBACK = "rollback"  # @champion moved back from_version -> to_version
-GATE_DECISIONS = (GATE_PASSED, REFUSED)
+GATE_DECISIONS = (GATE_PASSED, REFUSED, NO_MATERIAL_CHANGE)
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,8 @@ class PromotionPlan:
     version: str  # the version the gate evaluated and passed
     previous: str | None  # @champion now
     gate_run_id: str  # the run whose promotion_gate passed it
-    noop: bool  # the version already is @champion
+    noop: bool  # @champion does not move (the version already is @champion, or ``kept``)
+    kept: bool = False  # no material change: @champion stays ``previous``
 
 
 def stale_evaluation(version: str, evaluated_against: str | None, current_champion: str | None) -> str | None:
@@ -78,7 +82,8 @@ def plan_promotion(
     """The version this run may promote: the one whose promotion_gate passed in this run or in the runs it
     re-executes (``run_lineage``: this run's id first, then its parent, up to the root).
 
-    The newest gate verdict in the lineage decides (a re-executed gate supersedes its parent's). Raises
+    The newest gate verdict in the lineage decides (a re-executed gate supersedes its parent's); a verdict of
+    no material change plans to keep @champion (``kept``). Raises
     PromotionBlocked when there is no verdict, when the gate refused, or when @champion moved since the gate
     passed (its comparison is stale).
     """
@@ -108,7 +113,8 @@ def plan_promotion(
     stale = stale_evaluation(version, latest.from_version, current_champion)
     if stale:
         raise PromotionBlocked(f"ml/champion: {stale}", version)
-    return PromotionPlan(version, current_champion, latest.dagster_run_id, noop=False)
+    kept = latest.decision == NO_MATERIAL_CHANGE
+    return PromotionPlan(version, current_champion, latest.dagster_run_id, noop=kept, kept=kept)
 
 
 def rollback_target(records: Iterable[AuditRecord], current_champion: str | None, model_name: str) -> str:
