@@ -147,6 +147,37 @@ def test_missing_declared_non_feature_columns(contract: FeatureSetContract) -> N
     assert "label 'churned_30d' is missing from the table" in str(err.value)
 
 
+def test_labels_round_trip_and_leave_older_fingerprints_alone(contract: FeatureSetContract) -> None:
+    own = FeatureSetContract.from_dict(doc(labels={"available": "label_known"}))
+    table = FeatureSetContract.from_dict(
+        doc(labels={"available": "known_on", "source": {"format": "parquet", "path": "/data/labels"}})
+    )
+    for c in (own, table):
+        assert FeatureSetContract.from_dict(c.to_dict()) == c
+        assert c.fingerprint() != contract.fingerprint()
+    assert "labels" not in contract.to_dict()  # a contract without labels keeps its fingerprint
+    assert table.labels is not None and table.labels.source is not None
+    assert table.labels.source.path == "/data/labels"
+
+
+def test_label_columns_are_checked_where_the_labels_live() -> None:
+    own = FeatureSetContract.from_dict(doc(labels={"available": "label_known"}))
+    with pytest.raises(ContractError) as err:
+        own.validate_columns({**GOOD_SPARK_TYPES, "label_known": "string"})
+    assert "labels.available 'label_known' must be a date or timestamp" in str(err.value)
+    own.validate_columns({**GOOD_SPARK_TYPES, "label_known": "date"})
+
+    table = FeatureSetContract.from_dict(
+        doc(labels={"available": "known_on", "source": {"format": "delta", "path": "/data/labels"}})
+    )
+    # The label lives in the label table, so the feature table need not carry it.
+    table.validate_columns({k: v for k, v in GOOD_SPARK_TYPES.items() if k != "churned_30d"})
+    with pytest.raises(ContractError) as err:
+        table.validate_label_columns({"customer_id": "bigint", "as_of_date": "date", "churned_30d": "int"})
+    assert str(err.value).startswith("label table /data/labels does not match")
+    assert err.value.problems == ("labels.available 'known_on' is missing from the table",)
+
+
 def test_label_values(contract: FeatureSetContract) -> None:
     contract.validate_label_values(np.array([0, 1, 1, 0]))
     contract.validate_label_values(np.array([True, False]))
@@ -176,6 +207,10 @@ def test_label_values(contract: FeatureSetContract) -> None:
             "duplicate feature 'plan'",
         ),
         ({"features": [{"name": "churned_30d", "kind": "numerical"}]}, "'churned_30d' is the label"),
+        ({"labels": {"available": "as_of_date"}}, "labels.available: 'as_of_date' is the as_of"),
+        ({"labels": {"availble": "d"}}, "labels: unknown field(s): availble"),
+        ({"labels": {"available": "d", "source": {"format": "orc"}}}, "labels.source.format: 'orc'"),
+        ({"labels": {"available": "d"}, "source": None}, "labels: only an external table"),
     ],
 )
 def test_from_dict_errors_name_the_field(change: dict, fragment: str) -> None:

@@ -43,6 +43,7 @@ _TOP_LEVEL_FIELDS = (
     "slices",
     "protected_attributes",
     "source",
+    "labels",
 )
 
 
@@ -105,6 +106,26 @@ class SourceSpec:
     format: SourceFormat
     path: str
 
+    def to_dict(self) -> dict[str, str]:
+        return {"format": self.format, "path": self.path}
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """Where an external table's labels come from, and when each became known: performance drift needs to
+    know which days' labels are final. ``available`` names a date column (the day the row's label became
+    known); with ``source`` the labels are a separate table (entity key, as-of, label, ``available``) joined
+    on entity key and as-of, without it the feature table's own label column is used."""
+
+    available: str
+    source: SourceSpec | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"available": self.available}
+        if self.source is not None:
+            out["source"] = self.source.to_dict()
+        return out
+
 
 @dataclass(frozen=True)
 class FeatureSetContract:
@@ -119,6 +140,8 @@ class FeatureSetContract:
     slices: tuple[str, ...] = ()
     protected_attributes: tuple[str, ...] = ()
     source: SourceSpec | None = None
+    # None: the built-in features' labels (from billing), or, for an external table, no performance drift.
+    labels: LabelSpec | None = None
 
     def __post_init__(self) -> None:
         # Accept lists from hand-written code but store tuples, so the contract stays hashable and frozen.
@@ -214,22 +237,38 @@ class FeatureSetContract:
 
         slices, protected = names("slices"), names("protected_attributes")
 
-        source = None
-        raw_source = d.get("source")
-        if raw_source is not None:
-            if not isinstance(raw_source, Mapping):
-                problems.append("source: must be a mapping with format and path")
+        def source_spec(key: str, raw: Any) -> SourceSpec | None:
+            if not isinstance(raw, Mapping):
+                problems.append(f"{key}: must be a mapping with format and path")
+                return None
+            extra = sorted(set(raw) - {"format", "path"})
+            if extra:
+                problems.append(f"{key}: unknown field(s): {', '.join(map(str, extra))}")
+            fmt = raw.get("format")
+            if fmt not in SOURCE_FORMATS:
+                allowed = ", ".join(repr(f) for f in SOURCE_FORMATS)
+                problems.append(f"{key}.format: {fmt!r} is not one of {allowed}")
+            spath = text(f"{key}.path", raw.get("path"))
+            return SourceSpec(fmt, spath) if fmt in SOURCE_FORMATS and spath else None
+
+        source = None if d.get("source") is None else source_spec("source", d.get("source"))
+
+        labels = None
+        raw_labels = d.get("labels")
+        if raw_labels is not None:
+            if not isinstance(raw_labels, Mapping):
+                problems.append("labels: must be a mapping with available (and optionally source)")
             else:
-                extra = sorted(set(raw_source) - {"format", "path"})
+                extra = sorted(set(raw_labels) - {"available", "source"})
                 if extra:
-                    problems.append(f"source: unknown field(s): {', '.join(map(str, extra))}")
-                fmt = raw_source.get("format")
-                if fmt not in SOURCE_FORMATS:
-                    allowed = ", ".join(repr(f) for f in SOURCE_FORMATS)
-                    problems.append(f"source.format: {fmt!r} is not one of {allowed}")
-                spath = text("source.path", raw_source.get("path"))
-                if fmt in SOURCE_FORMATS and spath:
-                    source = SourceSpec(fmt, spath)
+                    problems.append(f"labels: unknown field(s): {', '.join(map(str, extra))}")
+                available = text("labels.available", raw_labels.get("available"))
+                raw_label_source = raw_labels.get("source")
+                label_source = (
+                    None if raw_label_source is None else source_spec("labels.source", raw_label_source)
+                )
+                if available:
+                    labels = LabelSpec(available, label_source)
 
         if problems:
             raise ContractError(problems, prefix="invalid feature-set contract: ")
@@ -243,6 +282,7 @@ class FeatureSetContract:
             slices=slices,
             protected_attributes=protected,
             source=source,
+            labels=labels,
         )
 
     @classmethod
@@ -257,7 +297,7 @@ class FeatureSetContract:
             raise ContractError(exc.problems, prefix=f"{path}: ") from None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "version": self.version,
             "entity_key": self.entity_key,
@@ -268,10 +308,12 @@ class FeatureSetContract:
             ],
             "slices": list(self.slices),
             "protected_attributes": list(self.protected_attributes),
-            "source": None
-            if self.source is None
-            else {"format": self.source.format, "path": self.source.path},
+            "source": None if self.source is None else self.source.to_dict(),
         }
+        # Only when set: a contract without ``labels`` keeps the fingerprint it had before the field existed.
+        if self.labels is not None:
+            out["labels"] = self.labels.to_dict()
+        return out
 
     def fingerprint(self) -> str:
         """First 12 hex digits of sha256 over canonical JSON: same contract, same id, on any machine."""
@@ -280,41 +322,53 @@ class FeatureSetContract:
 
     # --- checks against data -----------------------------------------------------------------------------
     def validate_columns(self, columns: Mapping[str, str]) -> None:
-        """Raise ContractError listing every declared column that is missing or has an unusable type."""
-        problems: list[str] = []
-
-        def check(role: str, name: str, allowed: set[str], expected: str, kind: str = "") -> None:
-            what = f"{role} '{name}'" + (f" ({kind})" if kind else "")
-            if name not in columns:
-                problems.append(f"{what} is missing from the table")
-                return
-            type_name = columns[name]
-            family = type_family(type_name)
-            if family not in allowed:
-                if role == "feature":
-                    problems.append(
-                        f"feature '{name}' is declared {kind} but the column has type {type_name}"
-                        f" (expected {expected})"
-                    )
-                else:
-                    problems.append(f"{role} '{name}' must be {expected} but the column has type {type_name}")
-
-        check("entity_key", self.entity_key, {"integer", "string", "category"}, "an integer or string")
-        check("as_of", self.as_of, _AS_OF_OK, "a date or timestamp")
-        check("label", self.label, _LABEL_OK, "a binary 0/1 integer or boolean")
+        """Raise ContractError listing every declared column of the feature table that is missing or has an
+        unusable type (the label, and its available date, only when they live in this table)."""
+        checks = [_key_check(self.entity_key), _as_of_check(self.as_of)]
+        if self.labels is None or self.labels.source is None:
+            checks.append(_label_check(self.label))
+        if self.labels is not None and self.labels.source is None:
+            checks.append(_available_check(self.labels.available))
         for f in self.features:
             if f.kind == "numerical":
-                check("feature", f.name, _NUMERIC, "a numeric type", "numerical")
+                checks.append(("feature", f.name, _NUMERIC, "a numeric type", "numerical"))
             else:
-                check(
-                    "feature", f.name, _CATEGORICAL_OK, "string, category, boolean or integer", "categorical"
+                checks.append(
+                    (
+                        "feature",
+                        f.name,
+                        _CATEGORICAL_OK,
+                        "string, category, boolean or integer",
+                        "categorical",
+                    )
                 )
         for role, cols in (("slice", self.slices), ("protected attribute", self.protected_attributes)):
             for c in cols:
-                check(role, c, _CATEGORICAL_OK, "categorical (string, category, boolean or integer)")
+                checks.append(
+                    (role, c, _CATEGORICAL_OK, "categorical (string, category, boolean or integer)", "")
+                )
+        problems = _column_problems(columns, checks)
         if problems:
             raise ContractError(
                 problems, prefix=f"table does not match feature set {self.name!r} v{self.version}: "
+            )
+
+    def validate_label_columns(self, columns: Mapping[str, str]) -> None:
+        """The separate label table (``labels.source``): entity key, as-of, label and its available date."""
+        if self.labels is None or self.labels.source is None:
+            raise ValueError(f"feature set {self.name!r} has no separate label table (labels.source)")
+        checks = [
+            _key_check(self.entity_key),
+            _as_of_check(self.as_of),
+            _label_check(self.label),
+            _available_check(self.labels.available),
+        ]
+        problems = _column_problems(columns, checks)
+        if problems:
+            raise ContractError(
+                problems,
+                prefix=f"label table {self.labels.source.path} does not match feature set {self.name!r} "
+                f"v{self.version}: ",
             )
 
     def validate_label_values(self, values: Any) -> None:
@@ -344,6 +398,45 @@ class FeatureSetContract:
         self.validate_label_values(df[self.label].to_numpy())
 
 
+_Check = tuple[str, str, set[str], str, str]  # role, column, allowed families, expected (in words), kind
+
+
+def _key_check(name: str) -> _Check:
+    return ("entity_key", name, {"integer", "string", "category"}, "an integer or string", "")
+
+
+def _as_of_check(name: str) -> _Check:
+    return ("as_of", name, _AS_OF_OK, "a date or timestamp", "")
+
+
+def _label_check(name: str) -> _Check:
+    return ("label", name, _LABEL_OK, "a binary 0/1 integer or boolean", "")
+
+
+def _available_check(name: str) -> _Check:
+    return ("labels.available", name, _AS_OF_OK, "a date or timestamp", "")
+
+
+def _column_problems(columns: Mapping[str, str], checks: list[_Check]) -> list[str]:
+    """One line per declared column that is missing from ``columns`` or whose type family is not allowed."""
+    problems: list[str] = []
+    for role, name, allowed, expected, kind in checks:
+        what = f"{role} '{name}'" + (f" ({kind})" if kind else "")
+        if name not in columns:
+            problems.append(f"{what} is missing from the table")
+            continue
+        type_name = columns[name]
+        if type_family(type_name) in allowed:
+            continue
+        if role == "feature":
+            problems.append(
+                f"feature '{name}' is declared {kind} but the column has type {type_name} (expected {expected})"
+            )
+        else:
+            problems.append(f"{role} '{name}' must be {expected} but the column has type {type_name}")
+    return problems
+
+
 def _semantic_problems(c: FeatureSetContract) -> list[str]:
     """Rules that hold however the contract was built: unique features, no label or key among them."""
     problems: list[str] = []
@@ -367,4 +460,14 @@ def _semantic_problems(c: FeatureSetContract) -> list[str]:
             problems.append(f"{key}: the label {c.label!r} cannot be used to group rows")
     if not c.features:
         problems.append("features: must be a non-empty list")
+    if c.labels is not None:
+        if c.source is None:
+            problems.append(
+                "labels: only an external table (with a source) names its labels; the built-in features' "
+                "labels come from billing"
+            )
+        taken = {name: f"the {role}" for name, role in reserved.items()}
+        role = {**taken, **{f.name: "a feature" for f in c.features}}.get(c.labels.available)
+        if role is not None:
+            problems.append(f"labels.available: {c.labels.available!r} is {role}, not a label-available date")
     return problems
