@@ -14,14 +14,16 @@ import mlflow
 from dagster_dbt import DbtProject
 from pydantic import Field, field_validator, model_validator
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from mlops_assets.alerting import Alert, post_alert
-from mlops_assets.lakehouse.catalog import FEATURES
+from mlops_assets.lakehouse.catalog import BILLING, FEATURES
 from mlops_assets.lakehouse.delta_io import DeltaLakehouse
 from mlops_assets.lakehouse.features import USAGE_WINDOW_DAYS
 from mlops_assets.lakehouse.spark import build_session, unreadable_on_executors
 from mlops_assets.lakehouse.tables import TableLocator
-from mlops_assets.ml.contract import FeatureSetContract
+from mlops_assets.ml.contract import FeatureSetContract, SourceSpec
+from mlops_assets.ml.labels import LabelSource
 from mlops_assets.ml.mlflow_model import ModelRegistry
 from mlops_assets.ml.mlflow_runs import dagster_parent_run, end_open_runs
 from mlops_assets.ml.promotion import PromotionPolicy
@@ -181,12 +183,40 @@ class FeatureSetResource(dg.ConfigurableResource):
         delta = lakehouse.delta()
         if contract.source is None:
             return delta.read(FEATURES)
-        reader = delta.spark.read.format(contract.source.format)
-        if contract.source.format == "csv":
-            reader = reader.option("header", "true").option("inferSchema", "true")
-        df = reader.load(contract.source.path)
-        contract.validate_columns({f.name: f.dataType.simpleString() for f in df.schema.fields})
+        df = load_source(delta.spark, contract.source)
+        contract.validate_columns(spark_column_types(df))
         return df
+
+    def label_source(self, lakehouse: "LakehouseResource", today: date) -> LabelSource | None:
+        """Where the feature set's labels come from: billing for the built-in features (known through its newest
+        available date), the contract's ``labels`` for an external table (known through ``today``, the run's
+        date). None when nothing is known: no billing yet, or an external contract that names no labels."""
+        contract = self.contract()
+        delta = lakehouse.delta()
+        if contract.source is None:
+            billing = delta.read(BILLING)
+            through = billing.agg(F.max("available_date")).first()[0]
+            return None if through is None else LabelSource(contract, through, billing=billing)
+        if contract.labels is None:
+            return None
+        table = None
+        if contract.labels.source is not None:
+            table = load_source(delta.spark, contract.labels.source)
+            contract.validate_label_columns(spark_column_types(table))
+        return LabelSource(contract, today, table=table)
+
+
+def load_source(spark: SparkSession, source: SourceSpec) -> DataFrame:
+    """A contract's external table (Delta, Parquet, or CSV with a header row and inferred types)."""
+    reader = spark.read.format(source.format)
+    if source.format == "csv":
+        reader = reader.option("header", "true").option("inferSchema", "true")
+    return reader.load(source.path)
+
+
+def spark_column_types(df: DataFrame) -> dict[str, str]:
+    """A Spark frame's columns as ``name -> type name`` for the contract's column checks."""
+    return {f.name: f.dataType.simpleString() for f in df.schema.fields}
 
 
 class MlflowTrackingResource(dg.ConfigurableResource):
