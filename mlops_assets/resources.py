@@ -28,7 +28,13 @@ from mlops_assets.ml.mlflow_model import ModelRegistry
 from mlops_assets.ml.mlflow_runs import dagster_parent_run, end_open_runs
 from mlops_assets.ml.promotion import PromotionPolicy
 from mlops_assets.monitoring.severity import DriftThresholds, PerformanceThresholds
-from mlops_assets.settings import DBT_PROJECT_DIR, check_spark_engine
+from mlops_assets.settings import (
+    DBT_PROJECT_DIR,
+    DEFAULT_START_DATE,
+    START_DATE_VARIABLE,
+    SettingsError,
+    check_spark_engine,
+)
 from mlops_assets.synthetic.source import SCENARIOS, DirtConfig, SourceConfig, SyntheticSource
 
 DEFAULT_CONTRACT = Path(__file__).parent / "contracts" / "churn_features.yaml"
@@ -172,6 +178,16 @@ class FeatureSetResource(dg.ConfigurableResource):
     as_of_every_days: int = Field(default=7, ge=1)
     # As-of dates this close to the start of the data have truncated usage windows: not training material.
     warmup_days: int = Field(default=USAGE_WINDOW_DAYS, ge=0)
+    start_date: str = Field(
+        default=DEFAULT_START_DATE.isoformat(),
+        description=f"the partitions' first day ({START_DATE_VARIABLE}); an external table must not start earlier",
+    )
+
+    @field_validator("start_date")
+    @classmethod
+    def _iso_start(cls, value: str) -> str:
+        date.fromisoformat(value)
+        return value
 
     def contract(self) -> FeatureSetContract:
         return FeatureSetContract.from_yaml(self.contract_path)
@@ -185,7 +201,20 @@ class FeatureSetResource(dg.ConfigurableResource):
             return delta.read(FEATURES)
         df = load_source(delta.spark, contract.source)
         contract.validate_columns(spark_column_types(df))
+        self._check_history(df, contract.as_of, contract.source.path)
         return df
+
+    def _check_history(self, df: DataFrame, as_of: str, path: str) -> None:
+        """An external table's rows before the partitions' start could be trained on but never scored or
+        monitored: refused, naming the setting, rather than a silent gap (one min() over the as-of column)."""
+        first = df.agg(F.min(F.to_date(F.col(as_of)))).first()[0]
+        start = date.fromisoformat(self.start_date)
+        if first is not None and first < start:
+            raise SettingsError(
+                f"feature table {path} has rows from {first}, before "
+                f"the partitions' start {start} ({START_DATE_VARIABLE}): set {START_DATE_VARIABLE}={first} "
+                "(or earlier), or drop the older rows from the table"
+            )
 
     def label_source(self, lakehouse: "LakehouseResource", today: date) -> LabelSource | None:
         """Where the feature set's labels come from: billing for the built-in features (known through its newest

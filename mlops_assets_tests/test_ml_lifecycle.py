@@ -401,3 +401,21 @@ def test_a_contract_that_does_not_match_its_table_names_the_column(test_resource
     assert "lifetime_value" in str(error.value) and "missing" in str(error.value)
     assert "minutes_7d" in str(error.value)
     json.dumps(error.value.problems)  # problems are plain strings, ready for the UI
+
+
+def test_an_external_table_with_rows_before_the_partitions_start_names_the_setting(
+    first_training, test_resources, lakehouse, tmp_path
+):
+    from mlops_assets.environment import build_resources
+    from mlops_assets.settings import SettingsError, load_settings
+
+    contract_path = _external_table(tmp_path, lakehouse, leaky=False)
+    first = lakehouse.read(TRAINING_SET).agg(F.min("as_of")).first()[0]
+    environ = {**os.environ, "FEATURE_CONTRACT": str(contract_path)}
+    later = build_resources(load_settings({**environ, "MLOPS_START_DATE": str(first + timedelta(days=1))}))
+    with pytest.raises(SettingsError) as error:
+        later["feature_set"].read(test_resources["lakehouse"])
+    assert f"has rows from {first}" in str(error.value) and f"MLOPS_START_DATE={first}" in str(error.value)
+    # Starting on the table's first day is fine.
+    same = build_resources(load_settings({**environ, "MLOPS_START_DATE": str(first)}))
+    assert same["feature_set"].read(test_resources["lakehouse"]).count() > 0
