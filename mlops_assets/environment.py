@@ -83,9 +83,10 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
         "compute": compute_runner(settings, lakehouse),
         "source": SyntheticSourceResource(),
         "quality": QualityThresholds(),
-        "feature_set": FeatureSetResource(contract_path=settings.feature_contract)
-        if settings.feature_contract
-        else FeatureSetResource(),
+        "feature_set": FeatureSetResource(
+            start_date=settings.start_date.isoformat(),
+            **({"contract_path": settings.feature_contract} if settings.feature_contract else {}),
+        ),
         "mlflow_tracking": MlflowTrackingResource(
             tracking_uri=settings.mlflow_tracking_uri, ui_url=settings.mlflow_ui_url
         ),

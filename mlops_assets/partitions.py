@@ -1,8 +1,14 @@
-"""Time partitions shared by every daily asset."""
+"""Time partitions shared by every daily asset.
+
+The start is read once, when the code location is imported (``MLOPS_START_DATE``, validated in
+``mlops_assets.settings``): every daily asset of a process shares this one definition.
+"""
 
 import dagster as dg
 
-LAKEHOUSE_START_DATE = "2026-01-01"
+from mlops_assets.settings import load_start_date
+
+LAKEHOUSE_START_DATE = load_start_date().isoformat()
 
 daily_partitions = dg.DailyPartitionsDefinition(start_date=LAKEHOUSE_START_DATE)
 

@@ -14,19 +14,27 @@ import mlflow
 from dagster_dbt import DbtProject
 from pydantic import Field, field_validator, model_validator
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from mlops_assets.alerting import Alert, post_alert
-from mlops_assets.lakehouse.catalog import FEATURES
+from mlops_assets.lakehouse.catalog import BILLING, FEATURES
 from mlops_assets.lakehouse.delta_io import DeltaLakehouse
 from mlops_assets.lakehouse.features import USAGE_WINDOW_DAYS
 from mlops_assets.lakehouse.spark import build_session, unreadable_on_executors
 from mlops_assets.lakehouse.tables import TableLocator
-from mlops_assets.ml.contract import FeatureSetContract
+from mlops_assets.ml.contract import FeatureSetContract, SourceSpec
+from mlops_assets.ml.labels import LabelSource
 from mlops_assets.ml.mlflow_model import ModelRegistry
 from mlops_assets.ml.mlflow_runs import dagster_parent_run, end_open_runs
 from mlops_assets.ml.promotion import PromotionPolicy
 from mlops_assets.monitoring.severity import DriftThresholds, PerformanceThresholds
-from mlops_assets.settings import DBT_PROJECT_DIR, check_spark_engine
+from mlops_assets.settings import (
+    DBT_PROJECT_DIR,
+    DEFAULT_START_DATE,
+    START_DATE_VARIABLE,
+    SettingsError,
+    check_spark_engine,
+)
 from mlops_assets.synthetic.source import SCENARIOS, DirtConfig, SourceConfig, SyntheticSource
 
 DEFAULT_CONTRACT = Path(__file__).parent / "contracts" / "churn_features.yaml"
@@ -170,6 +178,16 @@ class FeatureSetResource(dg.ConfigurableResource):
     as_of_every_days: int = Field(default=7, ge=1)
     # As-of dates this close to the start of the data have truncated usage windows: not training material.
     warmup_days: int = Field(default=USAGE_WINDOW_DAYS, ge=0)
+    start_date: str = Field(
+        default=DEFAULT_START_DATE.isoformat(),
+        description=f"the partitions' first day ({START_DATE_VARIABLE}); an external table must not start earlier",
+    )
+
+    @field_validator("start_date")
+    @classmethod
+    def _iso_start(cls, value: str) -> str:
+        date.fromisoformat(value)
+        return value
 
     def contract(self) -> FeatureSetContract:
         return FeatureSetContract.from_yaml(self.contract_path)
@@ -181,12 +199,53 @@ class FeatureSetResource(dg.ConfigurableResource):
         delta = lakehouse.delta()
         if contract.source is None:
             return delta.read(FEATURES)
-        reader = delta.spark.read.format(contract.source.format)
-        if contract.source.format == "csv":
-            reader = reader.option("header", "true").option("inferSchema", "true")
-        df = reader.load(contract.source.path)
-        contract.validate_columns({f.name: f.dataType.simpleString() for f in df.schema.fields})
+        df = load_source(delta.spark, contract.source)
+        contract.validate_columns(spark_column_types(df))
+        self._check_history(df, contract.as_of, contract.source.path)
         return df
+
+    def _check_history(self, df: DataFrame, as_of: str, path: str) -> None:
+        """An external table's rows before the partitions' start could be trained on but never scored or
+        monitored: refused, naming the setting, rather than a silent gap (one min() over the as-of column)."""
+        first = df.agg(F.min(F.to_date(F.col(as_of)))).first()[0]
+        start = date.fromisoformat(self.start_date)
+        if first is not None and first < start:
+            raise SettingsError(
+                f"feature table {path} has rows from {first}, before "
+                f"the partitions' start {start} ({START_DATE_VARIABLE}): set {START_DATE_VARIABLE}={first} "
+                "(or earlier), or drop the older rows from the table"
+            )
+
+    def label_source(self, lakehouse: "LakehouseResource", today: date) -> LabelSource | None:
+        """Where the feature set's labels come from: billing for the built-in features (known through its newest
+        available date), the contract's ``labels`` for an external table (known through ``today``, the run's
+        date). None when nothing is known: no billing yet, or an external contract that names no labels."""
+        contract = self.contract()
+        delta = lakehouse.delta()
+        if contract.source is None:
+            billing = delta.read(BILLING)
+            through = billing.agg(F.max("available_date")).first()[0]
+            return None if through is None else LabelSource(contract, through, billing=billing)
+        if contract.labels is None:
+            return None
+        table = None
+        if contract.labels.source is not None:
+            table = load_source(delta.spark, contract.labels.source)
+            contract.validate_label_columns(spark_column_types(table))
+        return LabelSource(contract, today, table=table)
+
+
+def load_source(spark: SparkSession, source: SourceSpec) -> DataFrame:
+    """A contract's external table (Delta, Parquet, or CSV with a header row and inferred types)."""
+    reader = spark.read.format(source.format)
+    if source.format == "csv":
+        reader = reader.option("header", "true").option("inferSchema", "true")
+    return reader.load(source.path)
+
+
+def spark_column_types(df: DataFrame) -> dict[str, str]:
+    """A Spark frame's columns as ``name -> type name`` for the contract's column checks."""
+    return {f.name: f.dataType.simpleString() for f in df.schema.fields}
 
 
 class MlflowTrackingResource(dg.ConfigurableResource):

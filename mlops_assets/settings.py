@@ -13,6 +13,8 @@ which plays a week of data in minutes, runs its daemon with the wall-clock coold
 ``MLOPS_SPARK`` picks the Spark engine: ``local`` (an embedded ``local[2]`` session, the default),
 ``spark://HOST:PORT`` (a standalone cluster; the driver stays in the run process) or ``sc://HOST:PORT`` (Spark
 Connect, the protocol Databricks Connect speaks too).
+``MLOPS_START_DATE`` (ISO ``YYYY-MM-DD``) is the first day of every daily partition; an external feature table
+with rows before it is refused, naming the variable.
 ``DAGSTER_HOME`` is read by Dagster itself, not here.
 """
 
@@ -24,6 +26,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +47,9 @@ DATABRICKS_COMPUTE_VARIABLES = {
     "MLOPS_DATABRICKS_NEW_CLUSTER": "a JSON file with a new job cluster's spec (spark_version, node_type_id, ...)",
     "MLOPS_DATABRICKS_SERVERLESS_VOLUME": "serverless compute; the /Volumes/<catalog>/<schema>/<volume> Pipes uses",
 }
+
+START_DATE_VARIABLE = "MLOPS_START_DATE"
+DEFAULT_START_DATE = date(2026, 1, 1)  # the synthetic source's first day
 
 
 class SettingsError(ValueError):
@@ -75,6 +81,8 @@ class Settings:
     databricks: DatabricksSettings | None = None
     # The Spark engine: "local", "spark://host:port" (standalone cluster) or "sc://host:port" (Spark Connect).
     spark_engine: str = "local"
+    # The first day of the daily partitions (MLOPS_START_DATE).
+    start_date: date = DEFAULT_START_DATE
 
     def retrain_guardrail_overrides(self) -> dict[str, float]:
         overrides = {"cooldown_hours": self.retrain_cooldown_hours, "max_retrains": self.max_retrains}
@@ -197,6 +205,26 @@ def check_spark_engine(raw: str) -> str:
     )
 
 
+def check_start_date(raw: str | None) -> date:
+    """``MLOPS_START_DATE``: an ISO date, not in the future (a start after today leaves no day to run).
+    Unset or empty keeps ``DEFAULT_START_DATE``."""
+    if raw is None or not raw.strip():
+        return DEFAULT_START_DATE
+    try:
+        start = date.fromisoformat(raw.strip())
+    except ValueError:
+        raise SettingsError(f"{START_DATE_VARIABLE}={raw!r} is not a date: use YYYY-MM-DD") from None
+    if start > datetime.now(UTC).date():
+        raise SettingsError(f"{START_DATE_VARIABLE}={raw!r} is in the future: no day would have a partition")
+    return start
+
+
+def load_start_date(environ: Mapping[str, str] | None = None) -> date:
+    """Just the partitions' start, for ``mlops_assets.partitions`` (built when the code location is imported,
+    before the rest of the settings are)."""
+    return check_start_date((os.environ if environ is None else environ).get(START_DATE_VARIABLE))
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     environ = os.environ if environ is None else environ
     env = environ.get("MLOPS_ENV", "local")
@@ -224,4 +252,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         feature_contract=check_feature_contract(raw) if (raw := environ.get("FEATURE_CONTRACT")) else None,
         databricks=databricks,
         spark_engine=check_spark_engine(environ.get("MLOPS_SPARK") or "local"),
+        start_date=load_start_date(environ),
     )

@@ -4,6 +4,8 @@ environment variable, before any work. No Spark."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -132,6 +134,8 @@ CASES: list[tuple[str, Callable[[], object], list[str]]] = [
     ("non-numeric max retrains", settings(MLOPS_MAX_RETRAINS="three"), ["MLOPS_MAX_RETRAINS"]),
     ("fractional max retrains", settings(MLOPS_MAX_RETRAINS="2.5"), ["MLOPS_MAX_RETRAINS"]),
     ("bad MLOPS_ENV", settings(MLOPS_ENV="staging"), ["MLOPS_ENV"]),
+    ("start date not ISO", settings(MLOPS_START_DATE="01/02/2026"), ["MLOPS_START_DATE", "YYYY-MM-DD"]),
+    ("start date in the future", settings(MLOPS_START_DATE="2999-01-01"), ["MLOPS_START_DATE", "future"]),
     (
         "databricks with nothing set",
         settings(MLOPS_ENV="databricks"),
@@ -317,3 +321,25 @@ def test_each_environment_chooses_where_spark_steps_run(tmp_path) -> None:
     assert task["python_wheel_task"]["parameters"] == ["silver", "--pipes-io", "volumes"]
     [environment] = serverless.job.submit_args("r")["environments"]
     assert environment.spec.dependencies == [DATABRICKS["MLOPS_DATABRICKS_WHEEL"]]
+
+
+def test_the_start_date_from_the_environment_moves_every_daily_partition(tmp_path) -> None:
+    """In a fresh interpreter: the partitions are built once, when the code location is imported."""
+    probe = (
+        "from mlops_assets.definitions import defs\n"
+        "starts = {s.partitions_def.start.date().isoformat() for s in defs.resolve_all_asset_specs()"
+        " if s.partitions_def is not None}\n"
+        "print(sorted(starts), defs.resources['feature_set'].start_date)\n"
+    )
+    environ = {**os.environ, "LAKEHOUSE_ROOT": str(tmp_path / "lake"), "MLOPS_START_DATE": "2026-03-01"}
+    moved = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=environ, timeout=300
+    )
+    assert moved.returncode == 0, moved.stderr[-2000:]
+    # Every daily asset, and the check on external tables' history, start on the configured day.
+    assert moved.stdout.split() == ["['2026-03-01']", "2026-03-01"]
+    environ["MLOPS_START_DATE"] = "2026-02-30"
+    refused = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=environ, timeout=300
+    )
+    assert refused.returncode != 0 and "MLOPS_START_DATE='2026-02-30' is not a date" in refused.stderr

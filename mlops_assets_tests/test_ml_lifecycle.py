@@ -7,7 +7,7 @@ trained champion, a second promotion, a refused challenger), so any single test 
 
 import json
 import os
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -334,22 +334,65 @@ def test_rollback_restores_the_previous_champion(second_champion, test_defs, lak
     assert [(r["from_version"], r["to_version"]) for r in rollback] == [(current, previous)]
 
 
-def _external_table(tmp_path: Path, lakehouse, leaky: bool) -> Path:
-    """Export the built-in training data to Parquet with a contract: the 'bring your own table' path."""
+def _external_table(
+    tmp_path: Path, lakehouse, leaky: bool, labels: str | None = None, pending_from=None
+) -> Path:
+    """Export the built-in training data to Parquet with a contract: the 'bring your own table' path. With
+    ``labels`` the contract names them: ``own`` (the table's label column and a ``label_known`` date) or
+    ``table`` (a separate label table); labels of as-of dates from ``pending_from`` on are known only in 2999."""
     from mlops_assets.resources import DEFAULT_CONTRACT
 
     table = lakehouse.read(TRAINING_SET).drop("split")
     if leaky:
         table = table.withColumn("days_to_cancel", F.col("churned_30d") * 10 + F.rand(seed=3))
     path = tmp_path / ("leaky" if leaky else "clean")
-    table.write.mode("overwrite").parquet(str(path / "features.parquet"))
     contract = yaml.safe_load(DEFAULT_CONTRACT.read_text())
+    if labels is not None:
+        pending = F.col("as_of") >= F.lit(pending_from) if pending_from else F.lit(False)
+        known = F.when(pending, F.lit("2999-01-01").cast("date")).otherwise(F.date_add("as_of", 30))
+        table = table.withColumn("label_known", known)
+        contract["labels"] = {"available": "label_known"}
+        if labels == "table":
+            label_path = str(path / "labels.parquet")
+            table.select("customer_id", "as_of", "churned_30d", "label_known").write.parquet(label_path)
+            table = table.drop("churned_30d", "label_known")
+            contract["labels"]["source"] = {"format": "parquet", "path": label_path}
+    table.write.mode("overwrite").parquet(str(path / "features.parquet"))
     contract["name"] = "my_churn_features"
     contract["source"] = {"format": "parquet", "path": str(path / "features.parquet")}
     if leaky:
         contract["features"].append({"name": "days_to_cancel", "kind": "numerical"})
     (path / "contract.yaml").write_text(yaml.safe_dump(contract))
     return path / "contract.yaml"
+
+
+@pytest.mark.parametrize("labels", ["own", "table"])
+def test_an_external_tables_drift_report_measures_performance_from_the_labels_its_contract_names(
+    first_training, test_resources, lakehouse, tmp_path, labels
+):
+    from mlops_assets.definitions import build_defs
+    from mlops_assets.resources import FeatureSetResource
+
+    days = sorted(r[0] for r in lakehouse.read(TRAINING_SET).select("as_of").distinct().collect())
+    labelled, pending = days[-2], days[-1]  # the newest day's labels are known only after this run
+    contract_path = _external_table(tmp_path, lakehouse, leaky=False, labels=labels, pending_from=pending)
+    feature_set = FeatureSetResource(contract_path=str(contract_path))
+    defs = build_defs({**test_resources, "feature_set": feature_set})
+    for day in (labelled, pending):
+        result = defs.resolve_job_def("daily_scoring").execute_in_process(
+            partition_key=day.isoformat(), raise_on_error=False
+        )
+        assert result.success
+    rows = {r["_partition_date"]: r for r in lakehouse.read(DRIFT_REPORTS).collect()}
+    assert rows[labelled]["performance_level"] in {"none", "moderate", "significant"}
+    assert 0.5 < rows[labelled]["current_roc_auc"] <= 1.0
+    assert rows[labelled]["data_version"].endswith(":labelled")
+    assert rows[pending]["performance_level"] == "pending" and rows[pending]["current_roc_auc"] is None
+    assert rows[pending]["data_version"].endswith(":pending")
+    # The training set of such a table keeps only rows whose labels are known (what training_set filters on).
+    source = feature_set.label_source(test_resources["lakehouse"], date.today())
+    known = source.attach(feature_set.read(test_resources["lakehouse"])).where(source.known())
+    assert sorted(r[0] for r in known.select("as_of").distinct().collect()) == days[:-1]
 
 
 def test_ml_stages_run_on_an_external_feature_table_by_config_alone(
@@ -402,3 +445,21 @@ def test_a_contract_that_does_not_match_its_table_names_the_column(test_resource
     assert "lifetime_value" in str(error.value) and "missing" in str(error.value)
     assert "minutes_7d" in str(error.value)
     json.dumps(error.value.problems)  # problems are plain strings, ready for the UI
+
+
+def test_an_external_table_with_rows_before_the_partitions_start_names_the_setting(
+    first_training, test_resources, lakehouse, tmp_path
+):
+    from mlops_assets.environment import build_resources
+    from mlops_assets.settings import SettingsError, load_settings
+
+    contract_path = _external_table(tmp_path, lakehouse, leaky=False)
+    first = lakehouse.read(TRAINING_SET).agg(F.min("as_of")).first()[0]
+    environ = {**os.environ, "FEATURE_CONTRACT": str(contract_path)}
+    later = build_resources(load_settings({**environ, "MLOPS_START_DATE": str(first + timedelta(days=1))}))
+    with pytest.raises(SettingsError) as error:
+        later["feature_set"].read(test_resources["lakehouse"])
+    assert f"has rows from {first}" in str(error.value) and f"MLOPS_START_DATE={first}" in str(error.value)
+    # Starting on the table's first day is fine.
+    same = build_resources(load_settings({**environ, "MLOPS_START_DATE": str(first)}))
+    assert same["feature_set"].read(test_resources["lakehouse"]).count() > 0

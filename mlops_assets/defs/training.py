@@ -2,6 +2,7 @@
 and registered in MLflow as ``@challenger``."""
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -90,6 +91,11 @@ def training_set(
             feature_set.as_of_every_days,
         )
         features = churn_labels(features.where(F.col("as_of").isin(sampled)), billing)
+    elif contract.labels is not None:
+        # External labels the contract names: only rows whose label is already known (recent rows' are not).
+        labels = feature_set.label_source(lakehouse, today=datetime.now(UTC).date())
+        assert labels is not None  # an external contract with labels always has a label source
+        features = labels.attach(features).where(labels.known())
     pdf = features.select(*contract.columns).toPandas()
     contract.validate_frame(pdf)
     split = temporal_split(pdf, contract.as_of)

@@ -15,8 +15,7 @@ from pyspark.sql import functions as F
 from mlops_assets.defs import groups
 from mlops_assets.defs.common import OWNER, partition_days, png_markdown, read_run_partitions
 from mlops_assets.defs.monitoring.reference_profile import REFERENCE_PROFILE_KEY
-from mlops_assets.lakehouse.catalog import BILLING, DRIFT_REPORTS, PREDICTIONS
-from mlops_assets.lakehouse.features import LABEL_HORIZON_DAYS, churn_labels
+from mlops_assets.lakehouse.catalog import DRIFT_REPORTS, PREDICTIONS
 from mlops_assets.ml.calibration import CALIBRATION_ARTIFACT, CalibrationMap
 from mlops_assets.monitoring.cbpe import estimate_from_histogram
 from mlops_assets.monitoring.profile import ReferenceProfile
@@ -62,8 +61,8 @@ def drift_report(
     name = mlflow_tracking.model_name
     contract = feature_set.contract()
     delta = lakehouse.delta()
-    billing = delta.read(BILLING) if contract.source is None else None
-    labels_known_through = billing.agg(F.max("available_date")).first()[0] if billing is not None else None
+    # Built-in: billing's labels; external: the contract's ``labels`` (None: every day stays pending).
+    labels = feature_set.label_source(lakehouse, today=datetime.now(UTC).date())
     days = partition_days(context)
 
     @functools.cache
@@ -113,14 +112,12 @@ def drift_report(
             ),
             [contract.entity_key, contract.as_of],
         )
-        labelled = [
-            day
-            for day in version_days
-            if labels_known_through is not None and (labels_known_through - day).days >= LABEL_HORIZON_DAYS
-        ]
-        if labelled:
-            scored = churn_labels(current.where(F.col(contract.as_of).isin(labelled)), billing)
-            aucs |= binned_auc_by(scored, contract.label, contract.as_of)
+        if labels is not None:
+            with_labels = labels.attach(current)
+            labelled = labels.labelled_days(with_labels, version_days)
+            if labelled:
+                scored = with_labels.where(F.col(contract.as_of).isin(labelled))
+                aucs |= binned_auc_by(scored, contract.label, contract.as_of)
         # While labels are pending (and beside them once in): ROC-AUC estimated from calibrated scores alone.
         calibrated = calibration(version)
         estimates = (
