@@ -12,6 +12,8 @@ from pathlib import Path
 
 import dagster as dg
 import mlflow
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from mlflow import MlflowClient
@@ -209,8 +211,8 @@ def test_gate_refuses_a_worse_challenger_and_audits_it(refused_challenger, lakeh
     assert any("roc_auc" in reason for reason in refused[0]["reasons"])
 
 
-def test_scoring_writes_one_row_per_entity_per_day_with_shadow_scores(
-    refused_challenger, test_defs, lakehouse
+def test_scoring_writes_one_row_per_entity_per_day_with_shadow_scores_and_reasons(
+    refused_challenger, test_defs, test_resources, lakehouse
 ):
     start = TEST_END - timedelta(days=1)
     result = test_defs.resolve_job_def("daily_scoring").execute_in_process(
@@ -230,6 +232,55 @@ def test_scoring_writes_one_row_per_entity_per_day_with_shadow_scores(
         registry().alias_version(CHALLENGER)
     }
     assert predictions.where("score < 0 OR score > 1").count() == 0
+    _assert_reasons_are_the_champions_largest_contributions(
+        predictions, features, test_resources["feature_set"].contract()
+    )
+
+
+def _assert_reasons_are_the_champions_largest_contributions(predictions, features, contract) -> None:
+    """reason_1..3 beside each score are the champion's three largest |contributions|, recomputed here."""
+    reasons = [c for i in (1, 2, 3) for c in (f"reason_{i}", f"reason_{i}_contribution")]
+    rows = predictions.select("entity", "as_of", "score", *reasons).toPandas()
+    assert rows["reason_1"].notna().all() and rows["reason_3"].notna().all()
+    assert set(rows["reason_1"]) <= set(contract.feature_names)
+    magnitudes = rows[[f"reason_{i}_contribution" for i in (1, 2, 3)]].abs().to_numpy()
+    assert (magnitudes[:, :-1] >= magnitudes[:, 1:]).all()  # largest first
+    frame = features.toPandas()
+    frame = frame.assign(entity=frame[contract.entity_key].astype(str), as_of=pd.to_datetime(frame["as_of"]))
+    rows["as_of"] = pd.to_datetime(rows["as_of"])
+    joined = rows.merge(frame, on=["entity", "as_of"], validate="one_to_one")
+    champion = registry().load(registry().alias_version(CHAMPION))
+    contributions = champion.contributions(joined)
+    assert np.allclose(contributions.margin(), champion.margin(joined))
+    assert np.allclose(joined["score"], champion.predict_proba(joined))
+    largest = np.sort(np.abs(contributions.values), axis=1)[:, ::-1][:, :3]
+    assert np.allclose(joined[[f"reason_{i}_contribution" for i in (1, 2, 3)]].abs().to_numpy(), largest)
+    for i in (1, 2, 3):
+        index = [contributions.feature_names.index(n) for n in joined[f"reason_{i}"]]
+        picked = contributions.values[np.arange(len(joined)), index]
+        assert np.allclose(picked, joined[f"reason_{i}_contribution"])
+
+
+def test_a_predictions_table_written_before_reasons_gains_the_columns(spark, lakehouse):
+    """Schema evolution: the scoring write adds the reason columns to an older table; old rows read null."""
+    from mlops_assets.lakehouse.delta_io import PARTITION_COLUMN
+    from mlops_assets.lakehouse.tables import TableRef
+    from mlops_assets.ml.explain import REASON_SCHEMA
+
+    table = TableRef("ml", "predictions_before_reasons")
+    old_schema = "entity string, score double, " + PARTITION_COLUMN + " date"
+    day1, day2 = TEST_START, TEST_START + timedelta(days=1)
+    lakehouse.replace_partitions(spark.createDataFrame([("a", 0.2, day1)], old_schema), table, day1, day1)
+    new_row = ("b", 0.7, day2, "tenure_days", -0.5, "plan", 0.25, "tickets_30d", 0.1)
+    new = spark.createDataFrame(
+        [new_row], f"entity string, score double, {PARTITION_COLUMN} date, {REASON_SCHEMA}"
+    )
+    with pytest.raises(Exception, match=r"(?i)schema"):  # without mergeSchema Delta refuses the new columns
+        lakehouse.replace_partitions(new, table, day2, day2)
+    lakehouse.replace_partitions(new, table, day2, day2, merge_schema=True)
+    rows = {r["entity"]: r for r in lakehouse.read(table).collect()}
+    assert rows["a"]["reason_1"] is None and rows["a"]["reason_1_contribution"] is None
+    assert (rows["b"]["reason_1"], rows["b"]["reason_1_contribution"]) == ("tenure_days", -0.5)
 
 
 def test_drift_report_measures_performance_once_a_days_labels_close(first_training, test_defs, lakehouse):

@@ -119,9 +119,9 @@ class PartitionWrite:
 
 
 def replace_run_partitions(
-    delta: DeltaLakehouse, df: DataFrame, ref: TableRef, days: list[date]
+    delta: DeltaLakehouse, df: DataFrame, ref: TableRef, days: list[date], *, merge_schema: bool = False
 ) -> PartitionWrite:
     """Write ``df`` over the run's partitions of ``ref`` (one atomic commit) and read them back for the metadata."""
-    commit = delta.replace_partitions(df, ref, days[0], days[-1])
+    commit = delta.replace_partitions(df, ref, days[0], days[-1], merge_schema=merge_schema)
     written = delta.read_partitions(ref, days[0], days[-1])
     return PartitionWrite(ref, delta.locator.path(ref), days, commit, written)

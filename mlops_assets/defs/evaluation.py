@@ -59,8 +59,9 @@ def evaluated_version(instance: dg.DagsterInstance, lineage: list[str]) -> str:
     kinds={"mlflow"},
     owners=[OWNER],
     description="The @challenger on the untouched test split: metrics with bootstrap CIs, calibration, slices, "
-    "fairness, robustness, latency, and comparison with the baseline and the @champion. Logged to MLflow "
-    "with a model card.",
+    "fairness, robustness, latency, comparison with the baseline and the @champion, global feature importance "
+    "and dependence plots, and error analysis (worst rows, worst-calibrated slices). Logged to MLflow with a "
+    "model card.",
 )
 def evaluation_report(
     context: dg.AssetExecutionContext,
@@ -87,6 +88,7 @@ def evaluation_report(
         champion_predict=champion.predict_proba if champion else None,
         top_features=top,
         baseline_prevalence=float(train[contract.label].mean()),
+        explain=challenger.contributions,
     )
     version = registry.version(challenger_version)
     card = model_card(

@@ -48,8 +48,9 @@ def missing_features_message(missing: list[date], source: str, external: bool) -
     kinds={"spark", "delta", "mlflow"},
     owners=[OWNER],
     retry_policy=IDEMPOTENT_RETRY,
-    description="One prediction per entity per as-of day by the @champion (with its version), plus the "
-    "@challenger's shadow score when a challenger other than the champion exists.",
+    description="One prediction per entity per as-of day by the @champion (with its version), its top 3 "
+    "reasons (reason_1..3: feature and signed contribution in log-odds), plus the @challenger's shadow score "
+    "when a challenger other than the champion exists.",
 )
 def predictions(
     context: dg.AssetExecutionContext,
@@ -81,7 +82,8 @@ def predictions(
         "_partition_date", F.col("as_of")
     )
     delta = lakehouse.delta()
-    write = replace_run_partitions(delta, scored, PREDICTIONS, days)
+    # mergeSchema: a table written before the reason columns existed gains them (older rows read null).
+    write = replace_run_partitions(delta, scored, PREDICTIONS, days, merge_schema=True)
     context.log.info(
         f"scored {write.commit.num_output_rows} rows with {name} v{champion_version} (shadow: {shadow_version})"
     )

@@ -89,12 +89,15 @@ class DeltaLakehouse:
         else:
             writer.save(self.locator.path(ref))
 
-    def replace_partitions(self, df: DataFrame, ref: TableRef, start: date, end: date) -> CommitInfo:
+    def replace_partitions(
+        self, df: DataFrame, ref: TableRef, start: date, end: date, *, merge_schema: bool = False
+    ) -> CommitInfo:
         """Atomically replace partitions start..end (inclusive) of a table partitioned by date.
 
         Returns the commit this write made, found by a token in its ``userMetadata`` (never a concurrent or
         earlier commit). Delta makes no commit for an empty write over partitions that held nothing: then
-        the result says so (operation ``NONE``, 0 rows, the table's unchanged version).
+        the result says so (operation ``NONE``, 0 rows, the table's unchanged version). ``merge_schema``
+        lets the write add new (nullable) columns to an existing table; rows already there read them as null.
         """
         condition = (
             f"{PARTITION_COLUMN} >= '{start.isoformat()}' AND {PARTITION_COLUMN} <= '{end.isoformat()}'"
@@ -108,6 +111,7 @@ class DeltaLakehouse:
             .mode("overwrite")
             .option("replaceWhere", condition)
             .option("userMetadata", token)
+            .option("mergeSchema", str(merge_schema).lower())
             .partitionBy(PARTITION_COLUMN)
         )
         self._save(writer, ref)

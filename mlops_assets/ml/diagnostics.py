@@ -54,7 +54,7 @@ def calibration(y_true: Any, scores: Any, n_bins: int = 10) -> Calibration:
 MISSING_GROUP = "(missing)"  # not "<missing>": Markdown renders that as an HTML tag, i.e. a blank group
 
 
-def _group_keys(values: pd.Series | np.ndarray) -> np.ndarray:
+def group_keys(values: pd.Series | np.ndarray) -> np.ndarray:
     series = pd.Series(np.asarray(values, dtype=object))
     return series.map(lambda v: MISSING_GROUP if pd.isna(v) or not str(v).strip() else str(v)).to_numpy()
 
@@ -75,7 +75,7 @@ def slice_metrics(
     y_true: Any, scores: Any, values: Any, threshold: float, column: str = ""
 ) -> list[SliceRow]:
     y, s = as_float(y_true), as_float(scores)
-    keys = _group_keys(values)
+    keys = group_keys(values)
     rows = []
     for key in sorted(set(keys.tolist())):
         mask = keys == key
@@ -123,7 +123,7 @@ def group_fairness(
     handful of rows would otherwise decide the gate by noise.
     """
     y, pred = as_float(y_true), as_float(y_pred)
-    keys = _group_keys(groups)
+    keys = group_keys(groups)
     rates, excluded = [], []
     for key in sorted(set(keys.tolist())):
         mask = keys == key

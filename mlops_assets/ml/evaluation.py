@@ -14,7 +14,7 @@ because the bootstrap recomputes them a few hundred times per model.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any
 
@@ -44,6 +44,14 @@ from mlops_assets.ml.diagnostics import (
     measure_latency,
     perturb,
     slice_metrics,
+)
+from mlops_assets.ml.error_analysis import SliceCalibration, WorstRow, slice_calibration, worst_rows
+from mlops_assets.ml.explain import (
+    Contributions,
+    Dependence,
+    FeatureImportance,
+    dependence,
+    global_importance,
 )
 from mlops_assets.ml.metrics import (
     HIGHER_IS_BETTER,
@@ -81,6 +89,12 @@ class EvaluationReport:
     champion: dict[str, MetricCI] | None = None
     champion_calibration: Calibration | None = None
     paired: dict[str, PairedDiff] | None = None
+    importance: list[FeatureImportance] = field(
+        default_factory=list
+    )  # empty: the model gave no contributions
+    worst_rows: list[WorstRow] = field(default_factory=list)
+    slice_calibration: list[SliceCalibration] = field(default_factory=list)
+    dependence: list[Dependence] = field(default_factory=list, repr=False)  # plot points, not serialized
     y_true: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
     scores: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
     champion_scores: np.ndarray | None = field(default=None, repr=False)
@@ -132,7 +146,8 @@ class EvaluationReport:
         return _clean(out)
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in self.__dict__.items() if k not in {"y_true", "scores", "champion_scores"}}
+        arrays = {"y_true", "scores", "champion_scores", "dependence"}
+        d = {k: v for k, v in self.__dict__.items() if k not in arrays}
         return _clean(_plain(d))
 
     # --- rendering ---
@@ -140,7 +155,8 @@ class EvaluationReport:
         return render.to_markdown(self)
 
     def figures(self) -> dict[str, bytes]:
-        """ROC curve and reliability diagram as PNG bytes (Agg canvas; pyplot's global state untouched)."""
+        """ROC curve, reliability diagram and (with contributions) importance and dependence plots as PNG
+        bytes (Agg canvas; pyplot's global state untouched)."""
         return render.figures(self)
 
 
@@ -170,12 +186,16 @@ def evaluate(
     baseline_prevalence: float | None = None,
     fairness_min_group_size: int = 30,
     n_bins: int = 10,
+    explain: Callable[[pd.DataFrame], Contributions] | None = None,
+    n_dependence: int = 3,
 ) -> EvaluationReport:
     """Evaluate ``model_predict`` on ``test_df`` (and the champion on the same rows, paired).
 
     ``top_features`` are perturbed for the robustness table (default: every contract feature).
     ``baseline_prevalence`` should be the training prevalence; without it the test prevalence is used.
     ``latency_calls=0`` skips the latency measurement (e.g. when timing is meaningless on shared CPUs).
+    ``explain`` (a model's ``contributions``, see ``explain.Explainable``) adds global importance, dependence
+    plots of the ``n_dependence`` top features and the reasons beside the worst-predicted rows.
     """
     needed = [contract.label, *contract.slices, *contract.protected_attributes]
     missing = [c for c in dict.fromkeys(needed) if c not in test_df.columns]
@@ -230,6 +250,17 @@ def evaluate(
         measure_latency(model_predict, test_df, n_calls=latency_calls, seed=seed) if latency_calls else None
     )
 
+    contributions = explain(test_df) if explain is not None else None
+    importance = global_importance(contributions) if contributions is not None else []
+    plotted = [i.feature for i in importance[:n_dependence]]
+    dependence_points = (
+        dependence(contributions, test_df, plotted, set(contract.categorical))
+        if contributions is not None
+        else []
+    )
+    worst = worst_rows(test_df, contract.entity_key, contract.as_of, y, scores, contributions)
+    slice_cal = slice_calibration(y, scores, test_df, contract.slices, n_bins, fairness_min_group_size)
+
     prevalence = float(y.mean())
     base_p = prevalence if baseline_prevalence is None else float(baseline_prevalence)
     baseline = compute_metrics(y, np.full(len(y), base_p), threshold)
@@ -255,6 +286,10 @@ def evaluate(
         champion=champion,
         champion_calibration=champion_cal,
         paired=paired,
+        importance=importance,
+        worst_rows=worst,
+        slice_calibration=slice_cal,
+        dependence=dependence_points,
         y_true=y,
         scores=scores,
         champion_scores=champion_scores,

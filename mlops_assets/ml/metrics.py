@@ -66,9 +66,14 @@ def average_precision(y: np.ndarray, s: np.ndarray) -> float:
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
-def log_loss(y: np.ndarray, s: np.ndarray) -> float:
+def row_log_loss(y: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Each row's log loss (the error analysis ranks rows by it)."""
     p = np.clip(s, _EPS, 1 - _EPS)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+
+def log_loss(y: np.ndarray, s: np.ndarray) -> float:
+    return float(np.mean(row_log_loss(y, s)))
 
 
 def brier(y: np.ndarray, s: np.ndarray) -> float:

@@ -25,7 +25,11 @@ SECTIONS: tuple[str, ...] = (
     "Fairness",
     "Robustness",
     "Latency",
+    "Explanations",
+    "Error analysis",
 )
+TOP_IMPORTANCE = 15  # features in the importance table and figure
+TOP_SLICES = 10  # slices in the calibration-error table
 
 
 # --- Markdown rendering --------------------------------------------------------------------------------------
@@ -146,6 +150,33 @@ def _md_latency(r: EvaluationReport) -> str:
     return _table(["Measure", "Value"], rows)
 
 
+def _md_explanations(r: EvaluationReport) -> str:
+    if not r.importance:
+        return "Not computed: the model provides no per-feature contributions."
+    head = (
+        f"Global importance: mean |contribution| to the margin (log-odds) over the {r.n_rows} test rows, and "
+        "the mean signed contribution (its direction). Per-feature contributions of each row add up to the "
+        "model's margin. Figures: `importance.png`, and `dependence.png` for the top "
+        f"{len(r.dependence)} features (each row's value against its contribution).\n\n"
+    )
+    rows = [[i.feature, i.mean_abs, i.mean] for i in r.importance[:TOP_IMPORTANCE]]
+    return head + _table(["Feature", "Mean abs. contribution", "Mean contribution"], rows)
+
+
+def _md_error_analysis(r: EvaluationReport) -> str:
+    worst = [[w.entity, w.as_of, w.label, w.score, w.log_loss, "; ".join(w.reasons)] for w in r.worst_rows]
+    out = f"### The {len(worst)} worst-predicted test rows (largest log loss)\n\n"
+    out += _table(["Entity", "As of", "Label", "Score", "Log loss", "Top reasons (log-odds)"], worst)
+    out += "\n\n### Slices with the largest calibration error\n\n"
+    if not r.slice_calibration:
+        return out + "No slice with enough rows (or no slice columns declared in the contract)."
+    cal = [
+        [s.column, s.value, s.n, s.mean_predicted, s.observed_rate, s.ece]
+        for s in r.slice_calibration[:TOP_SLICES]
+    ]
+    return out + _table(["Column", "Value", "Rows", "Mean predicted", "Observed rate", "ECE"], cal)
+
+
 _SECTION_RENDERERS: dict[str, Callable[[EvaluationReport], str]] = {
     "Metrics": _md_metrics,
     "Comparison": _md_comparison,
@@ -154,6 +185,8 @@ _SECTION_RENDERERS: dict[str, Callable[[EvaluationReport], str]] = {
     "Fairness": _md_fairness,
     "Robustness": _md_robustness,
     "Latency": _md_latency,
+    "Explanations": _md_explanations,
+    "Error analysis": _md_error_analysis,
 }
 
 
@@ -217,7 +250,40 @@ def figures(r: EvaluationReport) -> dict[str, bytes]:
         alpha=0.6,
     )
     bottom.set(xlabel="Mean predicted probability", ylabel="Rows")
-    return {"roc_curve.png": png(roc), "reliability.png": png(rel)}
+    out = {"roc_curve.png": png(roc), "reliability.png": png(rel)}
+    if r.importance:
+        out["importance.png"] = png(_importance_figure(r, Figure))
+    if r.dependence:
+        out["dependence.png"] = png(_dependence_figure(r, Figure))
+    return out
+
+
+def _importance_figure(r: EvaluationReport, figure: Callable[..., Any]) -> Any:
+    top = r.importance[:TOP_IMPORTANCE][::-1]  # largest at the top of a horizontal bar chart
+    fig = figure(figsize=(6, 0.35 * len(top) + 1.2))
+    ax = fig.add_subplot()
+    ax.barh([i.feature for i in top], [i.mean_abs for i in top], color="tab:blue")
+    ax.set(xlabel="Mean |contribution| (log-odds)", title="Global feature importance")
+    return fig
+
+
+def _dependence_figure(r: EvaluationReport, figure: Callable[..., Any]) -> Any:
+    fig = figure(figsize=(4.5 * len(r.dependence), 4))
+    axes = np.atleast_1d(fig.subplots(1, len(r.dependence)))
+    for ax, d in zip(axes, r.dependence, strict=True):
+        if d.categorical:
+            levels = sorted(set(d.values.tolist()))
+            codes = np.array([levels.index(v) for v in d.values], dtype=float)
+            jitter = np.random.default_rng(0).uniform(-0.2, 0.2, len(codes))
+            ax.scatter(codes + jitter, d.contributions, s=6, alpha=0.4, color="tab:blue")
+            ax.set_xticks(range(len(levels)), levels, rotation=45, ha="right")
+        else:
+            ax.scatter(d.values, d.contributions, s=6, alpha=0.4, color="tab:blue")
+        ax.axhline(0, color="grey", linewidth=0.8, linestyle="--")
+        ax.set(xlabel=d.feature, title=f"Dependence: {d.feature}")
+    axes[0].set_ylabel("Contribution (log-odds)")
+    fig.tight_layout()
+    return fig
 
 
 # --- model card ----------------------------------------------------------------------------------------------

@@ -11,11 +11,13 @@ from typing import Any
 import pandas as pd
 
 from mlops_assets.ml.contract import FeatureSetContract
+from mlops_assets.ml.explain import REASON_SCHEMA, reason_columns
 from mlops_assets.ml.training import ChurnModel
 
+# The reasons come last: a table written before they existed gains them as new nullable columns.
 PREDICTION_SCHEMA = (
     "entity string, as_of date, score double, predicted_label int, model_name string, model_version string, "
-    "shadow_score double, shadow_model_version string"
+    "shadow_score double, shadow_model_version string, " + REASON_SCHEMA
 )
 
 
@@ -28,8 +30,9 @@ def score_partition(
     shadow: dict | None,
     shadow_version: str | None,
 ) -> Any:
-    """Score a Spark DataFrame of features with mapInPandas: the champion's score and label, and the shadow
-    model's score beside it when there is one."""
+    """Score a Spark DataFrame of features with mapInPandas: the champion's score and label, its top reasons
+    (``reason_1..3`` and their signed contributions, log-odds), and the shadow model's score beside them when
+    there is one."""
     key, as_of, names = contract.entity_key, contract.as_of, contract.feature_names
 
     def predict(batches):
@@ -47,6 +50,7 @@ def score_partition(
                     "model_version": champion_version,
                     "shadow_score": shadow_model.predict_proba(batch[names]) if shadow_model else None,
                     "shadow_model_version": shadow_version,
+                    **reason_columns(model.contributions(batch[names])),
                 }
             )
 

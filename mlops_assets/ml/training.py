@@ -29,6 +29,7 @@ import optuna
 import pandas as pd
 
 from mlops_assets.ml.contract import ContractError, FeatureSetContract
+from mlops_assets.ml.explain import Contributions
 
 VALID_NAME = "valid"
 METRIC = "auc"  # what trials are ranked and pruned by
@@ -361,6 +362,18 @@ class ChurnModel:
 
     def predict(self, df: pd.DataFrame) -> np.ndarray:
         return (self.predict_proba(df) >= self.threshold).astype(np.int64)
+
+    def margin(self, df: pd.DataFrame) -> np.ndarray:
+        """The raw score (log-odds) the probabilities are the sigmoid of."""
+        x = _matrix(df, self.feature_names, self.encoder)
+        raw = self.booster.predict(x, raw_score=True, num_threads=self.num_threads)
+        return np.asarray(raw, dtype=np.float64)
+
+    def contributions(self, df: pd.DataFrame) -> Contributions:
+        """Exact TreeSHAP values (``explain.Explainable``): the last column LightGBM returns is the base."""
+        x = _matrix(df, self.feature_names, self.encoder)
+        raw = np.asarray(self.booster.predict(x, pred_contrib=True, num_threads=self.num_threads), np.float64)
+        return Contributions(self.feature_names, raw[:, :-1], raw[:, -1])
 
     def to_dict(self) -> dict[str, Any]:
         return {
