@@ -21,7 +21,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.models import infer_signature
 
 from mlops_assets.ml.contract import FeatureSetContract
-from mlops_assets.ml.training import ChurnModel
+from mlops_assets.ml.families import AnyChurnModel, model_from_dict
 
 MODEL_FILE = "churn_model.json"
 CHALLENGER, CHAMPION = "challenger", "champion"
@@ -66,7 +66,7 @@ class ChurnPyfunc(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context: Any) -> None:
         with open(context.artifacts["model"]) as f:
-            self.model = ChurnModel.from_dict(json.load(f))
+            self.model = model_from_dict(json.load(f))
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> np.ndarray:
         return self.model.predict_proba(model_input)
@@ -93,7 +93,7 @@ class ModelRegistry:
         return MlflowClient(self.tracking_uri)
 
     def register(
-        self, model: ChurnModel, contract: FeatureSetContract, example: pd.DataFrame, tags: dict[str, str]
+        self, model: AnyChurnModel, contract: FeatureSetContract, example: pd.DataFrame, tags: dict[str, str]
     ) -> RegisteredVersion:
         """Log the model under the active MLflow run and register it as a new version with lineage tags."""
         features = example[contract.feature_names]
@@ -166,10 +166,10 @@ class ModelRegistry:
             artifact_uri=uri, dst_path=dst, tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri
         )
 
-    def load(self, version: str) -> ChurnModel:
-        """The version's ChurnModel, read from its registered artifact (no pyfunc env needed)."""
+    def load(self, version: str) -> AnyChurnModel:
+        """The version's model (any family), read from its registered artifact (no pyfunc env needed)."""
         with open(self.download(version, f"artifacts/{MODEL_FILE}")) as f:
-            return ChurnModel.from_dict(json.load(f))
+            return model_from_dict(json.load(f))
 
     def validate_artifact(self, version: str, contract: FeatureSetContract) -> list[str]:
         """Problems that make a version unfit to promote: it must load, match the contract, carry its lineage."""

@@ -12,7 +12,7 @@ import pandas as pd
 
 from mlops_assets.ml.contract import FeatureSetContract
 from mlops_assets.ml.explain import REASON_SCHEMA, reason_columns
-from mlops_assets.ml.training import ChurnModel
+from mlops_assets.ml.families import model_from_dict
 
 # The reasons come last: a table written before they existed gains them as new nullable columns.
 PREDICTION_SCHEMA = (
@@ -36,8 +36,8 @@ def score_partition(
     key, as_of, names = contract.entity_key, contract.as_of, contract.feature_names
 
     def predict(batches):
-        model = ChurnModel.from_dict(champion)
-        shadow_model = ChurnModel.from_dict(shadow) if shadow else None
+        model = model_from_dict(champion)
+        shadow_model = model_from_dict(shadow) if shadow else None
         for batch in batches:
             scores = model.predict_proba(batch[names])
             yield pd.DataFrame(

@@ -37,7 +37,7 @@ STOPPING_METRIC = "binary_logloss"  # what early stopping watches (listed first 
 
 
 # --- categorical encoding ------------------------------------------------------------------------------------
-def _as_text(series: pd.Series) -> pd.Series:
+def as_text(series: pd.Series) -> pd.Series:
     """Values as strings (integral floats without '.0', so an int column that gained NaNs still matches)."""
 
     def one(v: Any) -> Any:
@@ -61,11 +61,11 @@ class CategoryEncoder:
         missing = [c for c in columns if c not in df.columns]
         if missing:
             raise ContractError([f"feature '{c}' (categorical) is missing from the table" for c in missing])
-        return cls({c: sorted(_as_text(df[c]).dropna().unique().tolist()) for c in columns})
+        return cls({c: sorted(as_text(df[c]).dropna().unique().tolist()) for c in columns})
 
     def transform_column(self, name: str, series: pd.Series) -> pd.Series:
         dtype = pd.CategoricalDtype(self.categories[name], ordered=False)
-        return pd.Series(pd.Categorical(_as_text(series), dtype=dtype), index=series.index, name=name)
+        return pd.Series(pd.Categorical(as_text(series), dtype=dtype), index=series.index, name=name)
 
     def transform(self, df: pd.DataFrame) -> pd.DataFrame:
         out = df.copy()
@@ -242,7 +242,7 @@ def _trial_result(t: optuna.trial.FrozenTrial) -> TrialResult:
     )
 
 
-def _labels(df: pd.DataFrame, contract: FeatureSetContract, part: str) -> np.ndarray:
+def labels_of(df: pd.DataFrame, contract: FeatureSetContract, part: str) -> np.ndarray:
     if contract.label not in df.columns:
         raise ContractError(f"label '{contract.label}' is missing from the {part} frame")
     y = df[contract.label].to_numpy()
@@ -272,7 +272,7 @@ def tune_and_train(
     started = time.perf_counter()
     encoder = CategoryEncoder.fit(train, contract.categorical)
     x_train, x_valid = prepare_matrix(train, contract, encoder), prepare_matrix(valid, contract, encoder)
-    y_train, y_valid = _labels(train, contract, "train"), _labels(valid, contract, "valid")
+    y_train, y_valid = labels_of(train, contract, "train"), labels_of(valid, contract, "valid")
     fixed = _fixed_params(seed, num_threads)
     # One binned Dataset for all trials: the search space holds no Dataset-level parameters.
     dtrain = lgb.Dataset(x_train, y_train, params=fixed, free_raw_data=False).construct()
@@ -377,6 +377,7 @@ class ChurnModel:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "family": "lightgbm",  # families.model_from_dict dispatches on it
             "model_str": self.model_str,
             "encoder": self.encoder.to_dict(),
             "feature_names": list(self.feature_names),
