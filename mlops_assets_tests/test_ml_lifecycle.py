@@ -80,8 +80,17 @@ def test_training_registers_a_version_with_trials_as_child_runs(first_training):
     children = client.search_runs(
         [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{mv.run_id}'"
     )
-    assert len(children) == 4
-    assert {c.data.tags["optuna_state"] for c in children} <= {"COMPLETE", "PRUNED"}
+    trials = [c for c in children if "optuna_state" in c.data.tags]
+    assert len(trials) == 4
+    assert {c.data.tags["optuna_state"] for c in trials} <= {"COMPLETE", "PRUNED"}
+    # The zoo: every family a child run of its own, the chosen one registered, the policy's reason recorded.
+    candidates = {c.data.tags["zoo_candidate"]: c for c in children if "zoo_candidate" in c.data.tags}
+    assert set(candidates) == {"baseline", "logistic", "lightgbm"} and len(children) == 4 + 3
+    zoo = mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/zoo.json")
+    assert {c["family"] for c in zoo["candidates"]} == set(candidates)
+    assert zoo["selection"]["chosen"] in {"logistic", "lightgbm"} and zoo["selection"]["reason"]
+    assert registry().load(version).to_dict()["family"] == zoo["selection"]["chosen"]
+    assert candidates["logistic"].data.metrics["valid_auc"] > candidates["baseline"].data.metrics["valid_auc"]
     assert "best_valid_auc" in parent.data.metrics and "seed" in parent.data.params
     # The training rows are logged as the run's dataset, named by the Delta version they were read at.
     (dataset,) = parent.inputs.dataset_inputs

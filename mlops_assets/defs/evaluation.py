@@ -6,15 +6,23 @@ import tempfile
 from pathlib import Path
 
 import dagster as dg
+import mlflow
+import pandas as pd
+from mlflow.exceptions import MlflowException
 
 from mlops_assets.defs import groups
 from mlops_assets.defs.common import OWNER, png_markdown
 from mlops_assets.defs.training import SPLIT, read_training_set
 from mlops_assets.ml.audit import append_audit
+from mlops_assets.ml.contract import FeatureSetContract
 from mlops_assets.ml.evaluation import evaluate, model_card
+from mlops_assets.ml.explain import global_importance
+from mlops_assets.ml.families import model_from_dict
 from mlops_assets.ml.mlflow_model import CHALLENGER, CHAMPION
 from mlops_assets.ml.promotion import KEEP_CHAMPION, REFUSE, decide_promotion
 from mlops_assets.ml.promotion_ledger import GATE_PASSED, NO_MATERIAL_CHANGE, REFUSED, stale_evaluation
+from mlops_assets.ml.zoo import CANDIDATE_MODEL, ZOO_ARTIFACT, Selection
+from mlops_assets.ml.zoo_report import ZooComparison, compare_zoo
 from mlops_assets.resources import (
     FeatureSetResource,
     LakehouseResource,
@@ -52,6 +60,26 @@ def evaluated_version(instance: dg.DagsterInstance, lineage: list[str]) -> str:
     )
 
 
+def _zoo_comparison(run_id: str, test: pd.DataFrame, contract: FeatureSetContract) -> ZooComparison | None:
+    """Every candidate the challenger's training run tried, side by side on the test split (None for a version
+    trained before the zoo)."""
+    try:
+        zoo = mlflow.artifacts.load_dict(f"runs:/{run_id}/{ZOO_ARTIFACT}")
+    except (MlflowException, OSError):
+        return None
+    models = {
+        c["family"]: model_from_dict(mlflow.artifacts.load_dict(f"runs:/{c['run_id']}/{CANDIDATE_MODEL}"))
+        for c in zoo["candidates"]
+    }
+    return compare_zoo(
+        models,
+        {c["family"]: c["valid_auc"] for c in zoo["candidates"]},
+        Selection.from_dict(zoo["selection"]),
+        test,
+        test[contract.label].to_numpy(),
+    )
+
+
 @dg.asset(
     key=EVALUATION_KEY,
     deps=[["ml", "churn_model"]],
@@ -78,8 +106,8 @@ def evaluation_report(
     champion = registry.load(champion_version) if champion_version not in (None, challenger_version) else None
     df = read_training_set(lakehouse)
     test, train = df[df[SPLIT] == "test"], df[df[SPLIT] == "train"]
-    importance = challenger.booster.feature_importance(importance_type="gain")
-    top = [f for _, f in sorted(zip(importance, challenger.feature_names, strict=True), reverse=True)[:3]]
+    # The top features by mean |contribution|: the same measure for every model family.
+    top = [r.feature for r in global_importance(challenger.contributions(test))[:3]]
     report = evaluate(
         challenger.predict_proba,
         test,
@@ -100,7 +128,8 @@ def evaluation_report(
         lineage={"dagster_run_id": context.run.run_id, **version.tags},
     )
     figures = report.figures()
-    markdown = report.to_markdown()
+    zoo = _zoo_comparison(registry.version(challenger_version).run_id, test, contract)
+    markdown = report.to_markdown() + ("\n" + zoo.to_markdown() if zoo is not None else "")
     decision_inputs = {
         "challenger_version": challenger_version,
         "champion_version": champion_version if champion else None,
@@ -114,6 +143,7 @@ def evaluation_report(
             "evaluation/report.md": markdown,
             "evaluation/model_card.md": card,
             "evaluation/report.json": json.dumps(report.to_dict()),
+            "evaluation/zoo.json": json.dumps(zoo.to_dict() if zoo is not None else None),
             DECISION_INPUTS: json.dumps(decision_inputs),
         }
         for rel, text in files.items():

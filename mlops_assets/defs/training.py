@@ -2,6 +2,7 @@
 and registered in MLflow as ``@challenger``."""
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,10 +21,15 @@ from mlops_assets.ml.leakage import SUSPICIOUS_AUC, single_feature_auc, suspicio
 from mlops_assets.ml.metrics import choose_threshold
 from mlops_assets.ml.mlflow_model import CHALLENGER
 from mlops_assets.ml.splits import temporal_split
-from mlops_assets.ml.training import (
-    TrialResult,
-    predict_proba,
-    tune_and_train,
+from mlops_assets.ml.training import TrialResult
+from mlops_assets.ml.zoo import (
+    CANDIDATE_MODEL,
+    ZOO_ARTIFACT,
+    Candidate,
+    SelectionPolicy,
+    model_size_bytes,
+    select_challenger,
+    train_zoo,
 )
 from mlops_assets.resources import FeatureSetResource, LakehouseResource, MlflowTrackingResource
 
@@ -39,6 +45,13 @@ class TrainingConfig(dg.Config):
     seed: int = 42
     num_threads: int = Field(
         default=1, ge=1, le=256, description="LightGBM threads; 1 when Spark shares 2 cores"
+    )
+    selection_margin: float = Field(
+        default=0.005,
+        ge=0,
+        lt=1,
+        description="The zoo's policy: the simpler family wins unless a more complex one is better on "
+        "validation ROC-AUC by more than this",
     )
 
     @classmethod
@@ -144,6 +157,29 @@ def no_single_feature_leak(
     )
 
 
+def _log_candidate(candidate: Candidate, threshold: float) -> dict[str, Any]:
+    """One zoo member as a nested MLflow run (its model JSON as an artifact, for the evaluation's comparison);
+    returns the entry ``zoo.json`` lists it by."""
+    parent = mlflow.active_run()
+    model = replace(candidate.model, threshold=threshold)
+    with mlflow.start_run(
+        run_name=f"candidate-{candidate.family}", nested=True, experiment_id=parent.info.experiment_id
+    ) as run:
+        mlflow.set_tags({"zoo_candidate": candidate.family})
+        mlflow.log_params({f"{candidate.family}_{k}": v for k, v in candidate.params.items()})
+        mlflow.log_metrics(
+            {
+                "valid_auc": candidate.valid_auc,
+                "train_seconds": candidate.train_seconds,
+                "n_trials": candidate.n_trials,
+                "threshold": threshold,
+                "size_bytes": model_size_bytes(model),
+            }
+        )
+        mlflow.log_dict(model.to_dict(), CANDIDATE_MODEL)
+    return {**candidate.summary(), "threshold": threshold, "run_id": run.info.run_id}
+
+
 def _log_trial(trial: TrialResult) -> None:
     """Each Optuna trial as a nested MLflow run under the Dagster run's parent run, in the parent's experiment
     (a nested run otherwise goes to MLflow's active experiment, which nothing here sets globally)."""
@@ -165,10 +201,13 @@ def _log_trial(trial: TrialResult) -> None:
     key=["ml", "churn_model"],
     deps=[TRAINING_SET.asset_key_path],
     group_name=groups.TRAINING,
-    kinds={"lightgbm", "optuna", "mlflow"},
+    kinds={"lightgbm", "scikitlearn", "optuna", "mlflow"},
     owners=[OWNER],
-    description="LightGBM tuned by Optuna (TPE, pruning on the validation metric), one MLflow parent run per "
-    "Dagster run with every trial as a child run, registered as a new version with alias @challenger.",
+    description="The model zoo on the same temporal splits and Optuna budget: a constant baseline, an L2 "
+    "logistic regression and LightGBM (TPE, pruning on the validation metric); the challenger chosen by a "
+    "declared policy (the simpler family unless a more complex one is better on validation by more than "
+    "selection_margin), calibrated on validation, registered as a new version with alias @challenger. One "
+    "MLflow parent run per Dagster run; every candidate and every trial a child run.",
 )
 def churn_model(
     context: dg.AssetExecutionContext,
@@ -214,7 +253,8 @@ def churn_model(
             context.log.info(f"trial {trial.number}: {trial.state} valid_auc={trial.value}")
             _log_trial(trial)
 
-        result = tune_and_train(
+        # The zoo: baseline, logistic regression and LightGBM on the same splits, under the same Optuna budget.
+        candidates, result = train_zoo(
             train,
             valid,
             contract,
@@ -224,19 +264,42 @@ def churn_model(
             num_threads=config.num_threads,
             on_trial=on_trial,
         )
-        valid_scores = predict_proba(result, valid)
-        threshold = choose_threshold(valid[contract.label].to_numpy(), valid_scores)
+        y_valid = valid[contract.label].to_numpy()
+        thresholds = {c.family: choose_threshold(y_valid, c.model.predict_proba(valid)) for c in candidates}
+        zoo = [_log_candidate(c, thresholds[c.family]) for c in candidates]
+        selection = select_challenger(candidates, SelectionPolicy(margin=config.selection_margin))
+        context.log.info(f"challenger: {selection.reason}")
+        chosen = next(c for c in candidates if c.family == selection.chosen)
+        threshold = thresholds[chosen.family]
+        model = replace(
+            chosen.model,
+            threshold=threshold,
+            metadata={
+                **chosen.model.metadata,
+                "family": chosen.family,
+                "params": dict(chosen.params),
+                "contract_fingerprint": contract.fingerprint(),
+                "seed": config.seed,
+            },
+        )
+        mlflow.log_dict({"selection": selection.to_dict(), "candidates": zoo}, ZOO_ARTIFACT)
+        mlflow.set_tags({"model_family": chosen.family})
+        valid_scores = model.predict_proba(valid)
         # Recorded with the version's run: the drift report's label-free performance estimate reads it.
-        calibration = fit_calibration(valid[contract.label].to_numpy(), valid_scores)
+        calibration = fit_calibration(y_valid, valid_scores)
         mlflow.log_dict(calibration.to_dict(), CALIBRATION_ARTIFACT)
         mlflow.log_metrics(
             {"valid_ece_raw": calibration.ece_before, "valid_ece_calibrated": calibration.ece_after}
         )
-        model = result.to_model(threshold)
         summary = result.summary()
         mlflow.log_params({f"best_{k}": v for k, v in result.best_params.items()})
         mlflow.log_metrics(
-            {"best_valid_auc": result.best_value, "threshold": threshold, "n_pruned": summary["n_pruned"]}
+            {
+                "best_valid_auc": chosen.valid_auc,
+                "threshold": threshold,
+                "n_pruned": summary["n_pruned"],
+                **{f"valid_auc_{c.family}": c.valid_auc for c in candidates},
+            }
         )
         registry = mlflow_tracking.registry()
         registered = registry.register(
@@ -260,7 +323,9 @@ def churn_model(
             "model_name": registered.name,
             "model_version": registered.version,
             "mlflow_run": mlflow_tracking.run_link(registered.run_id),
-            "best_valid_auc": result.best_value,
+            "model_family": chosen.family,
+            "selection": selection.reason,
+            "best_valid_auc": chosen.valid_auc,
             "threshold": threshold,
             "trials": summary["n_trials"],
             "pruned_trials": summary["n_pruned"],

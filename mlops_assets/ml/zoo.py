@@ -24,6 +24,9 @@ from mlops_assets.ml.families import BASELINE, LIGHTGBM, LOGISTIC, AnyChurnModel
 from mlops_assets.ml.metrics import roc_auc
 from mlops_assets.ml.training import TrainingResult, labels_of, tune_and_train
 
+# MLflow artifacts: the parent run's list of candidates and selection, and each candidate run's model.
+ZOO_ARTIFACT = "zoo.json"
+CANDIDATE_MODEL = "candidate_model.json"
 # Simplest first: the order the policy falls back along.
 COMPLEXITY = {BASELINE: 0, LOGISTIC: 1, LIGHTGBM: 2}
 
