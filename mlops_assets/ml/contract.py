@@ -324,29 +324,18 @@ class FeatureSetContract:
     def validate_columns(self, columns: Mapping[str, str]) -> None:
         """Raise ContractError listing every declared column of the feature table that is missing or has an
         unusable type (the label, and its available date, only when they live in this table)."""
-        checks = [_key_check(self.entity_key), _as_of_check(self.as_of)]
+        checks = [_role("entity_key", self.entity_key), _role("as_of", self.as_of)]
         if self.labels is None or self.labels.source is None:
-            checks.append(_label_check(self.label))
+            checks.append(_role("label", self.label))
         if self.labels is not None and self.labels.source is None:
-            checks.append(_available_check(self.labels.available))
+            checks.append(_role("labels.available", self.labels.available))
+        categorical = "string, category, boolean or integer"
         for f in self.features:
-            if f.kind == "numerical":
-                checks.append(("feature", f.name, _NUMERIC, "a numeric type", "numerical"))
-            else:
-                checks.append(
-                    (
-                        "feature",
-                        f.name,
-                        _CATEGORICAL_OK,
-                        "string, category, boolean or integer",
-                        "categorical",
-                    )
-                )
+            numerical = f.kind == "numerical"
+            allowed, expected = (_NUMERIC, "a numeric type") if numerical else (_CATEGORICAL_OK, categorical)
+            checks.append(("feature", f.name, allowed, expected, f.kind))
         for role, cols in (("slice", self.slices), ("protected attribute", self.protected_attributes)):
-            for c in cols:
-                checks.append(
-                    (role, c, _CATEGORICAL_OK, "categorical (string, category, boolean or integer)", "")
-                )
+            checks += [(role, c, _CATEGORICAL_OK, f"categorical ({categorical})", "") for c in cols]
         problems = _column_problems(columns, checks)
         if problems:
             raise ContractError(
@@ -357,11 +346,9 @@ class FeatureSetContract:
         """The separate label table (``labels.source``): entity key, as-of, label and its available date."""
         if self.labels is None or self.labels.source is None:
             raise ValueError(f"feature set {self.name!r} has no separate label table (labels.source)")
+        roles = {"entity_key": self.entity_key, "as_of": self.as_of, "label": self.label}
         checks = [
-            _key_check(self.entity_key),
-            _as_of_check(self.as_of),
-            _label_check(self.label),
-            _available_check(self.labels.available),
+            _role(role, name) for role, name in {**roles, "labels.available": self.labels.available}.items()
         ]
         problems = _column_problems(columns, checks)
         if problems:
@@ -401,20 +388,17 @@ class FeatureSetContract:
 _Check = tuple[str, str, set[str], str, str]  # role, column, allowed families, expected (in words), kind
 
 
-def _key_check(name: str) -> _Check:
-    return ("entity_key", name, {"integer", "string", "category"}, "an integer or string", "")
+# The rule of each non-feature role: the type families it allows, and what it must be (in words).
+_ROLE_RULES: dict[str, tuple[set[str], str]] = {
+    "entity_key": ({"integer", "string", "category"}, "an integer or string"),
+    "as_of": (_AS_OF_OK, "a date or timestamp"),
+    "label": (_LABEL_OK, "a binary 0/1 integer or boolean"),
+    "labels.available": (_AS_OF_OK, "a date or timestamp"),
+}
 
 
-def _as_of_check(name: str) -> _Check:
-    return ("as_of", name, _AS_OF_OK, "a date or timestamp", "")
-
-
-def _label_check(name: str) -> _Check:
-    return ("label", name, _LABEL_OK, "a binary 0/1 integer or boolean", "")
-
-
-def _available_check(name: str) -> _Check:
-    return ("labels.available", name, _AS_OF_OK, "a date or timestamp", "")
+def _role(role: str, name: str) -> _Check:
+    return (role, name, *_ROLE_RULES[role], "")
 
 
 def _column_problems(columns: Mapping[str, str], checks: list[_Check]) -> list[str]:
