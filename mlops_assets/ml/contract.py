@@ -321,13 +321,15 @@ class FeatureSetContract:
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
 
     # --- checks against data -----------------------------------------------------------------------------
-    def validate_columns(self, columns: Mapping[str, str]) -> None:
+    def validate_columns(self, columns: Mapping[str, str], *, labelled: bool = False) -> None:
         """Raise ContractError listing every declared column of the feature table that is missing or has an
-        unusable type (the label, and its available date, only when they live in this table)."""
+        unusable type: the label, and its available date, only when they live in this table. ``labelled``:
+        a frame the labels were already joined to (a training set), so the label, not its date, is required."""
+        in_table = self.labels is None or self.labels.source is None
         checks = [_role("entity_key", self.entity_key), _role("as_of", self.as_of)]
-        if self.labels is None or self.labels.source is None:
+        if labelled or in_table:
             checks.append(_role("label", self.label))
-        if self.labels is not None and self.labels.source is None:
+        if not labelled and self.labels is not None and in_table:
             checks.append(_role("labels.available", self.labels.available))
         categorical = "string, category, boolean or integer"
         for f in self.features:
@@ -380,8 +382,8 @@ class FeatureSetContract:
             raise ContractError(problems)
 
     def validate_frame(self, df: pd.DataFrame) -> None:
-        """Columns and label values of a pandas frame in one call (what the asset layer runs first)."""
-        self.validate_columns(column_types(df))
+        """Columns and label values of a labelled pandas frame in one call (what the training set runs first)."""
+        self.validate_columns(column_types(df), labelled=True)
         self.validate_label_values(df[self.label].to_numpy())
 
 
