@@ -273,3 +273,47 @@ def test_empty_current_and_all_null_reference_column(spark, data_dir: Path) -> N
     assert (
         results["y"].current_rows == 0 and results["y"].psi is None and results["y"].null_rate_change is None
     )
+
+
+def test_a_day_is_measured_once_every_label_it_scored_is_known(spark) -> None:
+    """The labels an external contract names: a day with one label still open (or none) stays pending; the
+    label table joins on entity and as-of even when its as-of is a timestamp."""
+    from mlops_assets.ml.contract import FeatureSetContract
+    from mlops_assets.ml.labels import LabelSource
+
+    d1, d2, d3 = date(2026, 5, 1), date(2026, 5, 2), date(2026, 5, 3)
+    doc = {
+        "name": "mine",
+        "version": "1",
+        "entity_key": "id",
+        "as_of": "as_of",
+        "label": "y",
+        "features": [{"name": "x", "kind": "numerical"}],
+        "source": {"format": "parquet", "path": "/unused"},
+    }
+    rows = spark.createDataFrame(
+        [(1, d1, 0.5), (2, d1, 0.1), (1, d2, 0.4), (2, d2, 0.2), (1, d3, 0.3)], "id int, as_of date, x double"
+    )
+    known, late = date(2026, 6, 1), date(2026, 9, 1)
+    labels = [(1, d1, 1, known), (2, d1, 0, known), (1, d2, 1, known), (2, d2, 0, late)]  # d3: no label row
+    own = FeatureSetContract.from_dict({**doc, "labels": {"available": "known"}})
+    own_rows = rows.join(
+        spark.createDataFrame(labels, "id int, as_of date, y int, known date"), ["id", "as_of"], "left"
+    )
+    table = FeatureSetContract.from_dict(
+        {**doc, "labels": {"available": "known", "source": {"format": "parquet", "path": "/labels"}}}
+    )
+    table_rows = spark.createDataFrame(labels, "id int, as_of date, y int, known date").withColumn(
+        "as_of", F.col("as_of").cast("timestamp")
+    )
+    for source, features in (
+        (LabelSource(own, date(2026, 7, 1)), own_rows),
+        (LabelSource(table, date(2026, 7, 1), table=table_rows), rows),
+    ):
+        attached = source.attach(features)
+        assert attached.count() == rows.count()  # a join, never a fan-out or a loss of scored rows
+        assert source.labelled_days(attached, [d1, d2, d3]) == [d1]
+        assert attached.where(source.known()).count() == 3
+    # Once the late label is known, its day is measured too.
+    later = LabelSource(table, late, table=table_rows)
+    assert later.labelled_days(later.attach(rows), [d1, d2, d3]) == [d1, d2]

@@ -172,6 +172,12 @@ def test_label_columns_are_checked_where_the_labels_live() -> None:
     )
     # The label lives in the label table, so the feature table need not carry it.
     table.validate_columns({k: v for k, v in GOOD_SPARK_TYPES.items() if k != "churned_30d"})
+    # A labelled frame (the training set) carries the label wherever it came from, and needs no date.
+    frame = {**GOOD_SPARK_TYPES, "churned_30d": "int64"}
+    own.validate_columns(frame, labelled=True)
+    table.validate_columns(frame, labelled=True)
+    with pytest.raises(ContractError, match="label 'churned_30d' is missing"):
+        table.validate_columns({k: v for k, v in frame.items() if k != "churned_30d"}, labelled=True)
     with pytest.raises(ContractError) as err:
         table.validate_label_columns({"customer_id": "bigint", "as_of_date": "date", "churned_30d": "int"})
     assert str(err.value).startswith("label table /data/labels does not match")

@@ -7,7 +7,7 @@ trained champion, a second promotion, a refused challenger), so any single test 
 
 import json
 import os
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -449,10 +449,14 @@ def test_an_external_tables_drift_report_measures_performance_from_the_labels_it
     assert rows[labelled]["data_version"].endswith(":labelled")
     assert rows[pending]["performance_level"] == "pending" and rows[pending]["current_roc_auc"] is None
     assert rows[pending]["data_version"].endswith(":pending")
-    # The training set of such a table keeps only rows whose labels are known (what training_set filters on).
-    source = feature_set.label_source(test_resources["lakehouse"], date.today())
-    known = source.attach(feature_set.read(test_resources["lakehouse"])).where(source.known())
-    assert sorted(r[0] for r in known.select("as_of").distinct().collect()) == days[:-1]
+    # Its training set (written to a lakehouse of its own) keeps only the rows whose labels are known.
+    from mlops_assets.defs.training import training_set
+    from mlops_assets.resources import LakehouseResource
+
+    own = LakehouseResource(root=str(tmp_path / "own_lakehouse"), spark=test_resources["spark"])
+    assert dg.materialize([training_set], resources={"lakehouse": own, "feature_set": feature_set}).success
+    trained_on = own.delta().read(TRAINING_SET).select("as_of").distinct().collect()
+    assert sorted(r[0] for r in trained_on) == days[:-1]
 
 
 def test_ml_stages_run_on_an_external_feature_table_by_config_alone(

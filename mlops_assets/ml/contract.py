@@ -321,32 +321,23 @@ class FeatureSetContract:
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
 
     # --- checks against data -----------------------------------------------------------------------------
-    def validate_columns(self, columns: Mapping[str, str]) -> None:
+    def validate_columns(self, columns: Mapping[str, str], *, labelled: bool = False) -> None:
         """Raise ContractError listing every declared column of the feature table that is missing or has an
-        unusable type (the label, and its available date, only when they live in this table)."""
-        checks = [_key_check(self.entity_key), _as_of_check(self.as_of)]
-        if self.labels is None or self.labels.source is None:
-            checks.append(_label_check(self.label))
-        if self.labels is not None and self.labels.source is None:
-            checks.append(_available_check(self.labels.available))
+        unusable type: the label, and its available date, only when they live in this table. ``labelled``:
+        a frame the labels were already joined to (a training set), so the label, not its date, is required."""
+        in_table = self.labels is None or self.labels.source is None
+        checks = [_role("entity_key", self.entity_key), _role("as_of", self.as_of)]
+        if labelled or in_table:
+            checks.append(_role("label", self.label))
+        if not labelled and self.labels is not None and in_table:
+            checks.append(_role("labels.available", self.labels.available))
+        categorical = "string, category, boolean or integer"
         for f in self.features:
-            if f.kind == "numerical":
-                checks.append(("feature", f.name, _NUMERIC, "a numeric type", "numerical"))
-            else:
-                checks.append(
-                    (
-                        "feature",
-                        f.name,
-                        _CATEGORICAL_OK,
-                        "string, category, boolean or integer",
-                        "categorical",
-                    )
-                )
+            numerical = f.kind == "numerical"
+            allowed, expected = (_NUMERIC, "a numeric type") if numerical else (_CATEGORICAL_OK, categorical)
+            checks.append(("feature", f.name, allowed, expected, f.kind))
         for role, cols in (("slice", self.slices), ("protected attribute", self.protected_attributes)):
-            for c in cols:
-                checks.append(
-                    (role, c, _CATEGORICAL_OK, "categorical (string, category, boolean or integer)", "")
-                )
+            checks += [(role, c, _CATEGORICAL_OK, f"categorical ({categorical})", "") for c in cols]
         problems = _column_problems(columns, checks)
         if problems:
             raise ContractError(
@@ -357,11 +348,9 @@ class FeatureSetContract:
         """The separate label table (``labels.source``): entity key, as-of, label and its available date."""
         if self.labels is None or self.labels.source is None:
             raise ValueError(f"feature set {self.name!r} has no separate label table (labels.source)")
+        roles = {"entity_key": self.entity_key, "as_of": self.as_of, "label": self.label}
         checks = [
-            _key_check(self.entity_key),
-            _as_of_check(self.as_of),
-            _label_check(self.label),
-            _available_check(self.labels.available),
+            _role(role, name) for role, name in {**roles, "labels.available": self.labels.available}.items()
         ]
         problems = _column_problems(columns, checks)
         if problems:
@@ -393,28 +382,25 @@ class FeatureSetContract:
             raise ContractError(problems)
 
     def validate_frame(self, df: pd.DataFrame) -> None:
-        """Columns and label values of a pandas frame in one call (what the asset layer runs first)."""
-        self.validate_columns(column_types(df))
+        """Columns and label values of a labelled pandas frame in one call (what the training set runs first)."""
+        self.validate_columns(column_types(df), labelled=True)
         self.validate_label_values(df[self.label].to_numpy())
 
 
 _Check = tuple[str, str, set[str], str, str]  # role, column, allowed families, expected (in words), kind
 
 
-def _key_check(name: str) -> _Check:
-    return ("entity_key", name, {"integer", "string", "category"}, "an integer or string", "")
+# The rule of each non-feature role: the type families it allows, and what it must be (in words).
+_ROLE_RULES: dict[str, tuple[set[str], str]] = {
+    "entity_key": ({"integer", "string", "category"}, "an integer or string"),
+    "as_of": (_AS_OF_OK, "a date or timestamp"),
+    "label": (_LABEL_OK, "a binary 0/1 integer or boolean"),
+    "labels.available": (_AS_OF_OK, "a date or timestamp"),
+}
 
 
-def _as_of_check(name: str) -> _Check:
-    return ("as_of", name, _AS_OF_OK, "a date or timestamp", "")
-
-
-def _label_check(name: str) -> _Check:
-    return ("label", name, _LABEL_OK, "a binary 0/1 integer or boolean", "")
-
-
-def _available_check(name: str) -> _Check:
-    return ("labels.available", name, _AS_OF_OK, "a date or timestamp", "")
+def _role(role: str, name: str) -> _Check:
+    return (role, name, *_ROLE_RULES[role], "")
 
 
 def _column_problems(columns: Mapping[str, str], checks: list[_Check]) -> list[str]:
