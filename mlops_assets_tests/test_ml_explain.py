@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_assets.ml.evaluation import SECTIONS, evaluate
+from mlops_assets.ml.evaluation import MISSING_GROUP, SECTIONS, evaluate
 from mlops_assets.ml.explain import (
     Contributions,
     Explainable,
+    dependence,
     global_importance,
     reason_columns,
     top_reasons,
@@ -131,3 +132,25 @@ def test_report_has_importance_dependence_and_error_analysis(model_and_test) -> 
     d = json.loads(json.dumps(report.to_dict(), allow_nan=False))
     assert d["importance"][0]["feature"] == report.importance[0].feature
     assert len(d["worst_rows"]) == 50 and "dependence" not in d
+
+
+def test_a_categorical_dependence_plot_shows_its_levels(model_and_test) -> None:
+    model, test = model_and_test
+    frame = test.copy()
+    frame.loc[frame.index[:5], "plan"] = None
+    (points,) = dependence(model.contributions(frame), frame, ["plan"], set(CONTRACT.categorical))
+    assert points.categorical and set(points.values) == {"basic", "standard", "premium", MISSING_GROUP}
+    assert len(points.contributions) == len(frame)
+    report = evaluate(
+        model.predict_proba,
+        frame,
+        CONTRACT,
+        threshold=model.threshold,
+        n_bootstrap=5,
+        latency_calls=0,
+        top_features=[],
+        explain=model.contributions,
+        n_dependence=len(CONTRACT.feature_names),  # every feature, the categorical ones too
+    )
+    assert {d.feature for d in report.dependence} == set(CONTRACT.feature_names)
+    assert report.figures()["dependence.png"].startswith(PNG_MAGIC)

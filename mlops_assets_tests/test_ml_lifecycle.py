@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 from mlops_assets.lakehouse.catalog import DRIFT_REPORTS, FEATURES, PREDICTIONS, PROMOTION_AUDIT, TRAINING_SET
 from mlops_assets.ml.evaluation import SECTIONS
 from mlops_assets.ml.mlflow_model import CHALLENGER, CHAMPION, ModelRegistry
+from mlops_assets.ml.promotion import KEEP_CHAMPION, PromotionDecision
 from mlops_assets.ml.training import tune_and_train
 from mlops_assets_tests.conftest import TEST_END, TEST_START, range_tags
 from mlops_assets_tests.small_lakehouse import suite_promotion_policy
@@ -129,6 +130,10 @@ def test_evaluation_report_has_every_section_in_ui_and_mlflow(first_training):
     assert prefix == f"http://127.0.0.1:5000/#/experiments/{experiment_id}"
     artifacts = {a.path for a in MlflowClient().list_artifacts(run_id, "evaluation")}
     assert {"evaluation/report.md", "evaluation/model_card.md", "evaluation/roc_curve.png"} <= artifacts
+    # Explanations from the registered model's own contributions, shown in the UI and logged beside the report.
+    assert {"evaluation/importance.png", "evaluation/dependence.png"} <= artifacts
+    assert "| Feature | Mean abs. contribution | Mean contribution |" in markdown
+    assert "worst-predicted test rows (largest log loss)" in markdown
     run = MlflowClient().get_run(run_id)
     assert run.info.run_name == f"train_evaluate_promote {first_training.run_id[:8]}"
     assert first_training.run_id in run.data.tags["mlflow.note.content"]
@@ -154,6 +159,8 @@ def test_training_is_reproducible_for_the_same_inputs_and_seed(first_training, r
     # The identical challenger passes every guardrail but is no material change: the champion stays.
     gate = _checks(again)["promotion_gate"]
     assert gate.passed and gate.metadata["verdict"].value == "no_material_change"
+    decision = PromotionDecision.from_dict(gate.metadata["decision"].value)
+    assert decision.outcome == KEEP_CHAMPION and decision.checks["material_change"] is False
     first_version, second_version = first["model_version"].value, second["model_version"].value
     assert second_version != first_version
     assert registry().alias_version(CHAMPION) == first_version

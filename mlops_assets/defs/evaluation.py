@@ -229,6 +229,8 @@ def promotion_gate(
             "challenger_version": challenger_version,
             "champion_version": champion_version or "none",
             "verdict": verdict,
+            # The rules' outcome as one serialized type (the artifact and staleness checks come after it).
+            "decision": dg.MetadataValue.json(decision.to_dict()),
             "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in reasons)),
         },
     )

@@ -16,6 +16,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
+from mlops_assets.ml.diagnostics import group_keys
+
 N_REASONS = 3
 # The reasons stored beside each score in ml/predictions (Spark DDL; see ``reason_columns``).
 REASON_SCHEMA = ", ".join(
@@ -130,7 +132,6 @@ def dependence(
     for f in features:
         j = c.feature_names.index(f)
         is_cat = f in categorical
-        raw = df[f].astype("object").where(df[f].notna(), "(missing)") if is_cat else df[f]
-        values = raw.astype(str).to_numpy() if is_cat else pd.to_numeric(raw, errors="coerce").to_numpy()
+        values = group_keys(df[f]) if is_cat else pd.to_numeric(df[f], errors="coerce").to_numpy()
         out.append(Dependence(f, values, c.values[:, j].copy(), is_cat))
     return out
