@@ -21,6 +21,7 @@ from mlops_assets.ml.families import (
     model_from_dict,
 )
 from mlops_assets.ml.metrics import roc_auc
+from mlops_assets.ml.scoring import score_partition
 from mlops_assets.ml.splits import temporal_split
 from mlops_assets.ml.training import ChurnModel
 from mlops_assets.ml.zoo import Candidate, Selection, SelectionPolicy, select_challenger, train_zoo
@@ -137,3 +138,28 @@ def test_the_zoo_trains_every_family_on_the_same_splits_and_compares_them_on_tes
     markdown = comparison.to_markdown()
     assert "| logistic |" in markdown and "Selection (on validation):" in markdown and "**yes**" in markdown
     assert ZooComparison.from_dict(json.loads(json.dumps(comparison.to_dict()))) == comparison
+
+
+def test_batch_scoring_works_whichever_family_wins(zoo, split, spark):
+    """ml/predictions' Spark path with the logistic and the baseline champion: scores as the model gives them,
+    reasons from the family's own contributions (the baseline explains nothing, so it gives no reasons)."""
+    candidates, _ = zoo
+    rows = split.test.head(200).copy()
+    rows["customer_id"] = rows["customer_id"].astype(str)
+    rows["as_of_date"] = rows["as_of_date"].dt.date
+    frame = spark.createDataFrame(rows[[CONTRACT.entity_key, CONTRACT.as_of, *CONTRACT.feature_names]])
+    for family in (LOGISTIC, BASELINE):
+        model = next(c.model for c in candidates if c.family == family)
+        scored = (
+            score_partition(frame, CONTRACT, "churn", model.to_dict(), "7", None, None)
+            .toPandas()
+            .set_index("entity")
+        )
+        expected = model.predict_proba(rows).round(12)
+        np.testing.assert_allclose(scored.loc[rows["customer_id"], "score"].round(12), expected)
+        if family == LOGISTIC:
+            contributions = model.contributions(rows)
+            top = np.asarray(CONTRACT.feature_names)[np.argmax(np.abs(contributions.values), axis=1)]
+            assert list(scored.loc[rows["customer_id"], "reason_1"]) == list(top)
+        else:
+            assert scored["reason_1"].isna().all() and scored["reason_1_contribution"].isna().all()

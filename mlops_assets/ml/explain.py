@@ -84,7 +84,8 @@ def global_importance(c: Contributions) -> list[FeatureImportance]:
 
 def top_reasons(c: Contributions, k: int = N_REASONS) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` features with the largest |contribution| per row, largest first: (names, signed values),
-    both of shape (rows, k). With fewer than ``k`` features the missing reasons are None / NaN."""
+    both of shape (rows, k). With fewer than ``k`` features, or fewer that moved the score, the missing
+    reasons are None / NaN."""
     n, width = c.values.shape
     names = np.full((n, k), None, dtype=object)
     values = np.full((n, k), np.nan)
@@ -95,6 +96,9 @@ def top_reasons(c: Contributions, k: int = N_REASONS) -> tuple[np.ndarray, np.nd
     order = np.argsort(-np.abs(c.values), axis=1, kind="stable")[:, :take]
     names[:, :take] = np.asarray(c.feature_names, dtype=object)[order]
     values[:, :take] = np.take_along_axis(c.values, order, axis=1)
+    # A feature that did not move the score is no reason (a constant baseline has none at all).
+    silent = values == 0
+    names[silent], values[silent] = None, np.nan
     return names, values
 
 
