@@ -32,3 +32,13 @@ def suite_promotion_policy(**overrides: float) -> PromotionPolicyResource:
     # ~150 test rows per region: group rates are noisy, so the fairness bounds are wider than the default.
     settings = {"min_demographic_parity_ratio": 0.2, "max_equal_opportunity_difference": 0.5, **overrides}
     return PromotionPolicyResource(**settings)
+
+
+def project_experiment(resources: dict) -> str:
+    """The id of the project's MLflow experiment (its artifacts under the suite's temporary store), for a test
+    that logs a run itself: MLflow's Default experiment would write artifacts to ``./mlruns`` in the checkout."""
+    import mlflow
+
+    tracking = resources["mlflow_tracking"]
+    tracking.configure()
+    return mlflow.get_experiment_by_name(tracking.experiment_name).experiment_id

@@ -25,7 +25,7 @@ from mlops_assets.ml.mlflow_model import CHALLENGER, CHAMPION, ModelRegistry
 from mlops_assets.ml.promotion import KEEP_CHAMPION, PromotionDecision
 from mlops_assets.ml.training import tune_and_train
 from mlops_assets_tests.conftest import TEST_END, TEST_START, range_tags
-from mlops_assets_tests.small_lakehouse import suite_promotion_policy
+from mlops_assets_tests.small_lakehouse import project_experiment, suite_promotion_policy
 
 MODEL = "churn_model"
 AUDIT = PROMOTION_AUDIT
@@ -190,7 +190,7 @@ def refused_challenger(first_training, test_defs, test_resources):
     # A genuinely worse model: trained on labels shuffled so it learns nothing.
     train[contract.label] = train[contract.label].sample(frac=1.0, random_state=1).to_numpy()
     noise = tune_and_train(train, valid, contract, n_trials=1, seed=1)
-    with mlflow.start_run(run_name="worse-challenger"):
+    with mlflow.start_run(run_name="worse-challenger", experiment_id=project_experiment(test_resources)):
         bad = registry().register(
             noise.to_model(0.5),
             contract,

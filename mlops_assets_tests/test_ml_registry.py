@@ -18,7 +18,7 @@ from mlops_assets.defs.evaluation import EVALUATION_KEY
 from mlops_assets.lakehouse.catalog import PROMOTION_AUDIT
 from mlops_assets.ml.mlflow_model import CHALLENGER, CHAMPION, ModelRegistry
 from mlops_assets.ml.training import tune_and_train
-from mlops_assets_tests.small_lakehouse import suite_promotion_policy
+from mlops_assets_tests.small_lakehouse import project_experiment, suite_promotion_policy
 
 MODEL = "churn_registry_tests"
 FAST_TRAINING = {"ops": {"ml__churn_model": {"config": {"n_trials": 2, "seed": 7}}}}
@@ -80,7 +80,7 @@ def _register(model, test_resources, run_name: str) -> str:
 
     contract = test_resources["feature_set"].contract()
     train = read_training_set(test_resources["lakehouse"]).query("split == 'train'")
-    with mlflow.start_run(run_name=run_name):
+    with mlflow.start_run(run_name=run_name, experiment_id=project_experiment(test_resources)):
         registered = registry().register(
             model,
             contract,
