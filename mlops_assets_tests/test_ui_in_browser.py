@@ -108,7 +108,8 @@ def test_the_drift_report_renders_its_table_and_histograms(page, ui_url):
     dialog.locator("table").first.wait_for()
     assert dialog.locator("h1").inner_text() == TEST_END.isoformat()
     header = dialog.locator("table").first.locator("th").all_inner_texts()
-    assert {"column", "severity", "PSI"} <= {h.strip() for h in header}
+    # each statistic beside its noise floor at the day's n
+    assert {"column", "severity", "n", "PSI (floor)", "JS (floor)"} <= {h.strip() for h in header}
     assert dialog.locator("table").first.locator("tbody tr").count() >= 10  # one row per feature
     assert dialog.locator("img[src^='data:image/png']").count() >= 1  # the drifted columns' histograms
     _save_report(page, dialog, "drift_report")
