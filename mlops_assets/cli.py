@@ -270,7 +270,9 @@ def demo(days: int) -> None:
     print(f"[demo] DAGSTER_HOME instance: {instance.root_directory}")
     print(f"[demo] 1/5 landing -> bronze -> silver -> gold -> features for {start}..{end}, one backfill run")
     _run("daily_lakehouse", instance, _range_tags(start, end))
-    print("[demo] 2/5 training set -> LightGBM + Optuna (MLflow) -> evaluation report -> promotion gate")
+    print(
+        "[demo] 2/5 training set -> model zoo: baseline, logistic, LightGBM + Optuna (MLflow) -> evaluation -> gate"
+    )
     _run("train_evaluate_promote", instance)
     score_start = end - timedelta(days=SCORING_DAYS - 1)
     print(f"[demo] 3/5 batch scoring with @champion for {score_start}..{end}")
