@@ -192,3 +192,14 @@ def test_the_report_shows_each_statistics_n_and_noise_floor():
     floor = next(a.result.noise_floor for a in summary.columns if a.column == "sessions")
     assert f"| {floor.current_n:,} |" in sessions and f"({floor.psi:.3f})" in sessions
     assert "quantile with no drift" in markdown
+
+
+def test_a_count_statistic_sitting_exactly_on_its_floor_does_not_warn():
+    """Two of 165 values outside the range is the out-of-range share's 99.9 % quantile when the reference holds
+    ~5,000 values: reaching it happens on ~0.2 % of clean days, exceeding it on ~0.005 %."""
+    floor = out_of_range_floor(4950, 165)
+    assert floor == pytest.approx(2 / 165)
+    on_floor = DriftResult(**{**_result(0.0, None).__dict__, "out_of_range_rate": 2 / 165, "noise_floor": NoiseFloor(0.999, 4950, 165, None, None, None, 0.0, floor)})  # fmt: skip
+    assert assess_column(on_floor).severity is Severity.NONE
+    above = DriftResult(**{**on_floor.__dict__, "out_of_range_rate": 3 / 165})
+    assert assess_column(above).severity is Severity.WARN

@@ -139,15 +139,18 @@ def _grade(
     floor: float | None = None,
     n: int | None = None,
 ) -> tuple[Severity, str | None]:
-    """The level ``value`` reaches; each bound raised to the noise ``floor`` (at ``n`` rows) if that is higher."""
+    """The level ``value`` reaches; a bound below the noise ``floor`` (at ``n`` rows) is replaced by the floor,
+    which ``value`` must then exceed."""
     if value is None or not math.isfinite(value):
         return Severity.NONE, None
     for level, bound in ((Severity.CRITICAL, critical), (Severity.WARN, warn)):
         if bound is None:
             continue
         if floor is not None and floor > bound:
-            if value >= floor:
-                return level, f"{name}={value:.3g}>={floor:.3g} (noise floor at n={n}; threshold {bound:g})"
+            # Strictly above: the floor is a quantile, and a count-based statistic (the out-of-range share)
+            # sits exactly on it far more often than 1 - quantile of the time.
+            if value > floor:
+                return level, f"{name}={value:.3g}>{floor:.3g} (noise floor at n={n}; threshold {bound:g})"
         elif value >= bound:
             return level, f"{name}={value:.3g}>={bound:g}"
     return Severity.NONE, None
