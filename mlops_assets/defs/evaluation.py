@@ -128,7 +128,7 @@ def evaluation_report(
         lineage={"dagster_run_id": context.run.run_id, **version.tags},
     )
     figures = report.figures()
-    zoo = _zoo_comparison(registry.version(challenger_version).run_id, test, contract)
+    zoo = _zoo_comparison(version.run_id, test, contract)
     markdown = report.to_markdown() + ("\n" + zoo.to_markdown() if zoo is not None else "")
     decision_inputs = {
         "challenger_version": challenger_version,

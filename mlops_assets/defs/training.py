@@ -265,7 +265,8 @@ def churn_model(
             on_trial=on_trial,
         )
         y_valid = valid[contract.label].to_numpy()
-        thresholds = {c.family: choose_threshold(y_valid, c.model.predict_proba(valid)) for c in candidates}
+        valid_scores = {c.family: c.model.predict_proba(valid) for c in candidates}
+        thresholds = {family: choose_threshold(y_valid, scores) for family, scores in valid_scores.items()}
         zoo = [_log_candidate(c, thresholds[c.family]) for c in candidates]
         selection = select_challenger(candidates, SelectionPolicy(margin=config.selection_margin))
         context.log.info(f"challenger: {selection.reason}")
@@ -284,9 +285,8 @@ def churn_model(
         )
         mlflow.log_dict({"selection": selection.to_dict(), "candidates": zoo}, ZOO_ARTIFACT)
         mlflow.set_tags({"model_family": chosen.family})
-        valid_scores = model.predict_proba(valid)
         # Recorded with the version's run: the drift report's label-free performance estimate reads it.
-        calibration = fit_calibration(y_valid, valid_scores)
+        calibration = fit_calibration(y_valid, valid_scores[chosen.family])
         mlflow.log_dict(calibration.to_dict(), CALIBRATION_ARTIFACT)
         mlflow.log_metrics(
             {"valid_ece_raw": calibration.ece_before, "valid_ece_calibrated": calibration.ece_after}

@@ -18,8 +18,9 @@ Why it is shaped like this:
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -253,6 +254,17 @@ def labels_of(df: pd.DataFrame, contract: FeatureSetContract, part: str) -> np.n
     return y
 
 
+@contextlib.contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Optuna at WARNING for the block (one INFO line per trial is noise in asset logs), restored after."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
 def tune_and_train(
     train: pd.DataFrame,
     valid: pd.DataFrame,
@@ -297,9 +309,7 @@ def tune_and_train(
     callbacks = []
     if on_trial is not None:
         callbacks.append(lambda _study, frozen: on_trial(_trial_result(frozen)))
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one INFO line per trial is noise in asset logs
-    try:
+    with quiet_optuna():
         study = optuna.create_study(
             direction="maximize",
             sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(3, n_trials // 3))),
@@ -308,8 +318,6 @@ def tune_and_train(
             ),
         )
         study.optimize(objective, n_trials=n_trials, timeout=timeout_s, callbacks=callbacks)
-    finally:
-        optuna.logging.set_verbosity(verbosity)
 
     trials = [_trial_result(t) for t in study.trials]
     if not any(t.state == "COMPLETE" for t in trials):

@@ -22,7 +22,7 @@ import pandas as pd
 from mlops_assets.ml.contract import FeatureSetContract
 from mlops_assets.ml.families import BASELINE, LIGHTGBM, LOGISTIC, AnyChurnModel, fit_constant, fit_logistic
 from mlops_assets.ml.metrics import roc_auc
-from mlops_assets.ml.training import TrainingResult, labels_of, tune_and_train
+from mlops_assets.ml.training import TrainingResult, labels_of, quiet_optuna, tune_and_train
 
 # MLflow artifacts: the parent run's list of candidates and selection, and each candidate run's model.
 ZOO_ARTIFACT = "zoo.json"
@@ -129,13 +129,9 @@ def tune_logistic(
         model = fit_logistic(train, y_train, contract, trial.suggest_float("C", 1e-3, 1e2, log=True), seed)
         return roc_auc(y_valid, model.predict_proba(valid))
 
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
+    with quiet_optuna():
         study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
         study.optimize(objective, n_trials=n_trials, timeout=timeout_s)
-    finally:
-        optuna.logging.set_verbosity(verbosity)
     c = float(study.best_params["C"])
     model = fit_logistic(train, y_train, contract, c, seed)
     return Candidate(

@@ -66,9 +66,14 @@ def drift_report(
     days = partition_days(context)
 
     @functools.cache
+    def run_of(version: str) -> str:
+        """The MLflow run that registered the version (its metrics and artifacts), looked up once per run."""
+        return mlflow_tracking.registry().version(version).run_id
+
+    @functools.cache
     def reference(version: str) -> tuple[ReferenceProfile, float | None]:
         """The version's profile and test ROC-AUC, looked up once per run, not once per day."""
-        run_id = mlflow_tracking.registry().version(version).run_id
+        run_id = run_of(version)
         baseline = mlflow_tracking.client().get_run(run_id).data.metrics.get("test_roc_auc")
         fix = f"materialize {REFERENCE_PROFILE_KEY.to_user_string()}"
         return load_profile(delta, name, version, fix), baseline
@@ -76,10 +81,9 @@ def drift_report(
     @functools.cache
     def calibration(version: str) -> CalibrationMap | None:
         """The version's calibration map (fit on its validation split); None for a model trained without one."""
-        run_id = mlflow_tracking.registry().version(version).run_id
         try:
             return CalibrationMap.from_dict(
-                mlflow.artifacts.load_dict(f"runs:/{run_id}/{CALIBRATION_ARTIFACT}")
+                mlflow.artifacts.load_dict(f"runs:/{run_of(version)}/{CALIBRATION_ARTIFACT}")
             )
         except (MlflowException, OSError):
             context.log.warning(
