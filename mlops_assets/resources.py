@@ -30,14 +30,13 @@ from mlops_assets.ml.promotion import PromotionPolicy
 from mlops_assets.monitoring.severity import DriftThresholds, PerformanceThresholds
 from mlops_assets.settings import (
     DBT_PROJECT_DIR,
+    DEFAULT_CONTRACT,
     DEFAULT_START_DATE,
     START_DATE_VARIABLE,
     SettingsError,
     check_spark_engine,
 )
 from mlops_assets.synthetic.source import SCENARIOS, DirtConfig, SourceConfig, SyntheticSource
-
-DEFAULT_CONTRACT = Path(__file__).parent / "contracts" / "churn_features.yaml"
 
 
 class SparkResource(dg.ConfigurableResource):
