@@ -39,7 +39,7 @@ def pytest_configure(config: pytest.Config) -> None:
 # Layers, from the fixtures a test asks for: what needs the JVM, what runs the graph, and the rest (unit).
 SPARK_FIXTURES = {"spark", "test_resources", "test_defs", "lakehouse", "foundation_run"}
 GRAPH_FIXTURES = {"test_defs", "foundation_run"}
-PROCESS_MARKERS = {"faults", "security", "ui"}  # real processes: never unit
+PROCESS_MARKERS = {"faults", "security", "serving", "ui"}  # real processes: never unit
 
 
 # `make test` runs the suite on two pytest-xdist workers, each with its own Spark session, lakehouse, MLflow

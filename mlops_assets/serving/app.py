@@ -264,14 +264,15 @@ def create_app(service: ScoringService) -> FastAPI:
             )
         if model != name:
             return refuse(404, f"unknown model {model!r}; this service serves {name!r}", "model")
+        # The body is read (bounded) before shedding: answering while a client still sends breaks its pipe.
+        body = await _read_body(request, settings.max_body_bytes)
+        if body is None:
+            return refuse(413, f"body larger than {settings.max_body_bytes} bytes", "body")
         if not service.in_flight.try_enter():
             return refuse(
                 503, "busy: too many requests in flight, retry shortly", None, **{"Retry-After": "1"}
             )
         try:
-            body = await _read_body(request, settings.max_body_bytes)
-            if body is None:
-                return refuse(413, f"body larger than {settings.max_body_bytes} bytes", "body")
             try:
                 payload = json.loads(body)
             except (json.JSONDecodeError, UnicodeDecodeError) as error:
