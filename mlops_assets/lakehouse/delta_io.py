@@ -125,8 +125,9 @@ class DeltaLakehouse:
         self._save(df.write.format("delta").mode("overwrite").option("overwriteSchema", "true"), ref)
         return self.last_commit(ref)
 
-    def append(self, df: DataFrame, ref: TableRef) -> CommitInfo:
-        self._save(df.write.format("delta").mode("append"), ref)
+    def append(self, df: DataFrame, ref: TableRef, partition_by: str | None = None) -> CommitInfo:
+        writer = df.write.format("delta").mode("append")
+        self._save(writer.partitionBy(partition_by) if partition_by else writer, ref)
         return self.last_commit(ref)
 
     def last_commit(self, ref: TableRef) -> CommitInfo:
