@@ -20,7 +20,7 @@ DAGSTER_PORT ?= 3000
 MLFLOW_PORT ?= 5000
 TEST_WORKERS ?= 2
 
-.PHONY: install browser demo test dev lint format bench clean home manifest mlflow rollback dbt restore history connect-server
+.PHONY: install browser hey demo test dev serve lint format bench clean home manifest mlflow rollback dbt restore history connect-server
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,20 @@ browser:
 dev: install home
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT)
 
+# The scoring service on @champion (127.0.0.1 unless SERVE_HOST says otherwise, which then needs SERVING_API_KEYS).
+# Score a customer: see README "Online serving". Ctrl-C stops it; the request log it writes is ingested by the
+# serving/inference_log asset.
+SERVE_HOST ?= 127.0.0.1
+SERVE_PORT ?= 8080
+serve: install home
+	$(BIN)/python -m mlops_assets.serving --host $(SERVE_HOST) --port $(SERVE_PORT)
+
+# Debian's hey, the load generator of `make bench` (a Python load loop would saturate the cores itself).
+hey:
+	@command -v hey >/dev/null || { echo "installing Debian's hey for the serving benchmark"; \
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq hey >/dev/null; }
+
 # The MLflow UI on the local store (no auth: bound to 127.0.0.1 only).
 mlflow: install home
 	$(BIN)/mlflow ui --backend-store-uri "$(MLFLOW_TRACKING_URI)" --host 127.0.0.1 --port $(MLFLOW_PORT)
@@ -91,8 +105,8 @@ format: install
 	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
 
 # Every benchmark on a quiet machine (ratios, never pass/fail); one alone: `make bench ONLY=drift`
-# (or backfill, growth, scale, engines; options follow: ONLY="drift --sizes 1000000").
-bench: install
+# (or backfill, noise, growth, scale, engines, serve; options follow: ONLY="drift --sizes 1000000").
+bench: install hey
 	$(BIN)/uv sync --frozen --inexact --quiet --group bench
 	$(BIN)/python -m bench $(ONLY)
 

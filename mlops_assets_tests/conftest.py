@@ -37,7 +37,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 # Layers, from the fixtures a test asks for: what needs the JVM, what runs the graph, and the rest (unit).
-SPARK_FIXTURES = {"spark", "test_resources", "test_defs", "lakehouse", "foundation_run"}
+SPARK_FIXTURES = {"spark", "test_resources", "test_defs", "lakehouse", "foundation_run", "first_training"}
 GRAPH_FIXTURES = {"test_defs", "foundation_run"}
 PROCESS_MARKERS = {"faults", "security", "serving", "ui"}  # real processes: never unit
 
@@ -56,6 +56,7 @@ FOUNDATION_MODULES = frozenset(
         "test_lakehouse_graph.py",
         "test_ml_lifecycle.py",
         "test_ml_registry.py",
+        "test_serving_parity.py",
         "test_secrets.py",
         "test_ui_in_browser.py",
     }
@@ -147,4 +148,18 @@ def foundation_run(test_defs):
     """Landing -> bronze -> silver -> gold -> features for TEST_DAYS days as one backfill run."""
     return test_defs.resolve_job_def("daily_lakehouse").execute_in_process(
         tags=range_tags(TEST_START, TEST_END), raise_on_error=False
+    )
+
+
+FAST_TRAINING = {"ops": {"ml__churn_model": {"config": {"n_trials": 4, "seed": 7}}}}
+
+
+@pytest.fixture(scope="session")
+def first_training(foundation_run, test_defs, test_resources):
+    """The first train -> evaluate -> gated promotion on the foundation: the suite's first @champion (the
+    lifecycle and serving modules share it; later fixtures may move @champion on)."""
+    assert foundation_run.success
+    test_resources["mlflow_tracking"].configure()
+    return test_defs.resolve_job_def("train_evaluate_promote").execute_in_process(
+        run_config=FAST_TRAINING, raise_on_error=False
     )

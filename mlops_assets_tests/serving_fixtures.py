@@ -132,25 +132,32 @@ class ScoringServer:
         return self.call("GET", f"/v2/models/{MODEL_NAME}/state").body
 
     def records(self) -> list[dict[str, Any]]:
-        """Every record in the closed request-log files."""
+        """Every record in the closed request-log files (ingested or not)."""
         return [
             json.loads(line)
-            for path in sorted(self.request_log_dir.glob("*.jsonl"))
+            for path in sorted(self.request_log_dir.glob("**/*.jsonl"))
             for line in path.read_text().splitlines()
         ]
 
 
 @contextmanager
 def scoring_server(registry: ServingRegistry, root: Path, **serving: object):
+    """The service over ``registry``, with ``SERVING_*`` settings from ``serving`` (``rate_limit_rps=...``)."""
+    lakehouse = root / "lakehouse"
+    with running_server(lakehouse, server_env(registry, lakehouse, **serving), root) as server:
+        yield server
+
+
+@contextmanager
+def running_server(lakehouse: Path, env: dict[str, str], root: Path):
     """The service as users start it (``python -m mlops_assets.serving``), stopped (whole group) afterwards."""
     port = free_port()
-    lakehouse = root / "lakehouse"
     lakehouse.mkdir(parents=True, exist_ok=True)
     log_path = root / f"server-{port}.log"
     with open(log_path, "w") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "mlops_assets.serving", "--port", str(port)],
-            env=server_env(registry, lakehouse, **serving),
+            env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

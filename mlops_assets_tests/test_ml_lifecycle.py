@@ -24,12 +24,11 @@ from mlops_assets.ml.evaluation import SECTIONS
 from mlops_assets.ml.mlflow_model import CHALLENGER, CHAMPION, ModelRegistry
 from mlops_assets.ml.promotion import KEEP_CHAMPION, PromotionDecision
 from mlops_assets.ml.training import tune_and_train
-from mlops_assets_tests.conftest import TEST_END, TEST_START, range_tags
+from mlops_assets_tests.conftest import FAST_TRAINING, TEST_END, TEST_START, range_tags
 from mlops_assets_tests.small_lakehouse import project_experiment, suite_promotion_policy
 
 MODEL = "churn_model"
 AUDIT = PROMOTION_AUDIT
-FAST_TRAINING = {"ops": {"ml__churn_model": {"config": {"n_trials": 4, "seed": 7}}}}
 
 
 def registry() -> ModelRegistry:
@@ -50,15 +49,6 @@ def _materialized(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
         e.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
         for e in result.get_asset_materialization_events()
     }
-
-
-@pytest.fixture(scope="module")
-def first_training(foundation_run, test_defs, test_resources):
-    assert foundation_run.success
-    test_resources["mlflow_tracking"].configure()
-    return test_defs.resolve_job_def("train_evaluate_promote").execute_in_process(
-        run_config=FAST_TRAINING, raise_on_error=False
-    )
 
 
 def test_training_registers_a_version_with_trials_as_child_runs(first_training):

@@ -136,12 +136,25 @@ class ScoringService:
                 ok = (i, arm) in scores
                 records.append(
                     LogRecord(
-                        request_id, now, instance.entity, as_of, arm, arm == served and ok, name,
-                        state.model_of(arm).version, rollout_id, scores.get((i, arm)),
-                        int(scores[(i, arm)] >= state.model_of(arm).model.threshold) if ok else None,
-                        latency_ms, 200 if ok else 500, None if ok else failures.get(arm), features,
+                        request_id=request_id,
+                        logged_at=now,
+                        entity=instance.entity,
+                        as_of=as_of,
+                        arm=arm,
+                        served=arm == served and ok,
+                        model_name=name,
+                        model_version=state.model_of(arm).version,
+                        rollout_id=rollout_id,
+                        score=scores.get((i, arm)),
+                        predicted_label=int(scores[(i, arm)] >= state.model_of(arm).model.threshold)
+                        if ok
+                        else None,
+                        latency_ms=latency_ms,
+                        status=200 if ok else 500,
+                        error=None if ok else failures.get(arm),
+                        features=features,
                     )
-                )  # fmt: skip
+                )
         self.request_log.write(records)
         return answers, records
 
@@ -149,13 +162,16 @@ class ScoringService:
         state = self.store.state
         self.request_log.write(
             [
-                LogRecord(
-                    request_id, datetime.now(UTC).isoformat(), None, None, None, False,
-                    self.settings.model_name, None, state.rollout.id if state and state.rollout else None,
-                    None, None, (time.monotonic() - started) * 1000, status, error[:500], None,
+                LogRecord.refusal(
+                    request_id,
+                    self.settings.model_name,
+                    state.rollout.id if state and state.rollout else None,
+                    (time.monotonic() - started) * 1000,
+                    status,
+                    error[:500],
                 )
             ]
-        )  # fmt: skip
+        )
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:

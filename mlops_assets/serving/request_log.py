@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 OPEN_SUFFIX = ".jsonl.open"
@@ -40,6 +41,22 @@ class LogRecord:
     status: int
     error: str | None
     features: str | None  # JSON of the contract's features as received
+
+    @classmethod
+    def refusal(
+        cls,
+        request_id: str,
+        model_name: str,
+        rollout_id: str | None,
+        latency_ms: float,
+        status: int,
+        error: str,
+    ) -> LogRecord:
+        """A request answered with an error before any model scored it (no entity, no features kept)."""
+        return cls(
+            request_id, datetime.now(UTC).isoformat(), None, None, None, False, model_name, None, rollout_id,
+            None, None, latency_ms, status, error, None,
+        )  # fmt: skip
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"), allow_nan=False)
