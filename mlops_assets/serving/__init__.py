@@ -1,0 +1,1 @@
+"""Online serving: sticky assignment, rollouts and their judge (pure: no Dagster, no import side effects)."""
