@@ -25,6 +25,7 @@ PROMOTION_AUDIT = TableRef("ml", "promotion_audit")
 REFERENCE_PROFILES = TableRef("monitoring", "reference_profiles")
 DRIFT_REPORTS = TableRef("monitoring", "drift_reports")
 TABLE_RESTORES = TableRef("monitoring", "table_restores")
+INFERENCE_LOG = TableRef("serving", "inference_log")
 
 # In lifecycle order (what `python -m mlops_assets.cli demo` lists).
 LIFECYCLE_TABLES: tuple[TableRef, ...] = (
