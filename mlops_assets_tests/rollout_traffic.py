@@ -36,9 +36,10 @@ def inference_rows(
     drop: tuple[str, float] | None = None,
     seed: int = 0,
     entity_prefix: str = "cust",
+    spread_s: float = 600.0,
 ) -> list[tuple]:
-    """One request per unit, logged after the step's settle time; ``drop=(arm, share)`` loses that share of
-    the arm's rows (a broken log shipper)."""
+    """One request per unit, logged within ``spread_s`` after the step's settle time; ``drop=(arm, share)``
+    loses that share of the arm's rows (a broken log shipper)."""
     rng = np.random.default_rng(seed)
     start = datetime.fromisoformat(state.step_started_at) + timedelta(seconds=state.settle_seconds + 1)
     rows = []
@@ -49,7 +50,7 @@ def inference_rows(
         else:
             arms = [(assign_arm(entity, state.salt, state.weights()), True)]
         request_id = uuid.UUID(int=int(rng.integers(2**63)) << 64 | i).hex
-        logged_at = start + timedelta(seconds=float(rng.uniform(0, 600)))
+        logged_at = start + timedelta(seconds=float(rng.uniform(0, spread_s)))
         for arm, served in arms:
             if drop and arm == drop[0] and rng.random() < drop[1]:
                 continue
