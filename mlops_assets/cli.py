@@ -340,9 +340,8 @@ def rollout_status() -> None:
     registry = build_resources()["mlflow_tracking"].registry()
     state = read_rollout(registry)
     champion, candidate = registry.alias_version(CHAMPION), registry.alias_version(CANDIDATE)
-    print(
-        f"{registry.model_name}: @{CHAMPION} v{champion}, @{CANDIDATE} {f'v{candidate}' if candidate else '-'}"
-    )
+    champion_text, candidate_text = (f"v{v}" if v else "-" for v in (champion, candidate))
+    print(f"{registry.model_name}: @{CHAMPION} {champion_text}, @{CANDIDATE} {candidate_text}")
     if state is None:
         print("no rollout was ever started: make canary VERSION=n (or make shadow VERSION=n)")
         return

@@ -96,7 +96,8 @@ def rollout_step(
     decision = _aliases_moved(registry, state)
     if decision is None:
         if delta.exists(INFERENCE_LOG):
-            stats = arm_stats(step_rows(delta.read(INFERENCE_LOG).where(f"model_name = '{name}'"), state))
+            inference = delta.read(INFERENCE_LOG)
+            stats = arm_stats(step_rows(inference.where(inference["model_name"] == name), state))
         decision = judge_step(state, stats)
     transition = plan_transition(state, decision)
     append_audit(

@@ -182,7 +182,10 @@ class Rollout:
         if unknown:
             raise RolloutInvalid(f"invalid rollout: unknown fields {unknown}")
         values = {**d, "steps": tuple(float(s) for s in d.get("steps", ()))}
-        values["guards"] = RolloutGuards(**d.get("guards", {}))
+        try:
+            values["guards"] = RolloutGuards(**d.get("guards", {}))
+        except TypeError as error:
+            raise RolloutInvalid(f"invalid rollout: guards: {error}") from None
         for name in ("candidate_version", "champion_version"):
             if values.get(name) is not None:
                 values[name] = str(values[name])
