@@ -176,3 +176,24 @@ def test_the_sensor_runs_the_step_only_while_a_rollout_is_running(defs, versions
         assert defs.resolve_job_def("rollout_abort").execute_in_process(raise_on_error=False).success
         skip = rollout_sensor(context)
         assert isinstance(skip, dg.SkipReason) and "aborted" in skip.skip_message
+
+
+def test_an_abort_while_a_step_is_judged_wins(defs, versions, lakehouse, monkeypatch) -> None:
+    import mlops_assets.defs.rollout as wiring
+    from mlops_assets.serving.rollout import ROLLOUT_TAG
+
+    registry().set_alias(CHAMPION, versions[0])
+    assert _start(defs, versions[3], mode="shadow").success
+    state = read_rollout(registry())
+    judge = wiring.judge_step
+
+    def judge_during_an_abort(*args):
+        aborted = type(state).from_dict({**state.to_dict(), "status": ABORTED})
+        registry().set_model_tag(ROLLOUT_TAG, aborted.to_json())  # what `rollout abort` writes meanwhile
+        return judge(*args)
+
+    monkeypatch.setattr(wiring, "judge_step", judge_during_an_abort)
+    assert _metadata(_step(defs))["outcome"] == "superseded"
+    assert read_rollout(registry()).status == ABORTED
+    assert [a[0] for a in _audit(lakehouse, state.id)] == ["rollout_started"]
+    registry().delete_alias(CANDIDATE)

@@ -100,6 +100,12 @@ def rollout_step(
             stats = arm_stats(step_rows(inference.where(inference["model_name"] == name), state))
         decision = judge_step(state, stats)
     transition = plan_transition(state, decision)
+    if read_rollout(registry) != state:
+        # `rollout abort` or a new start while this step was counting rows: theirs wins, nothing is applied.
+        context.log.warning(f"{state.describe()} changed while it was judged; this judgement is dropped")
+        return dg.MaterializeResult(
+            metadata={"model_name": name, "outcome": "superseded", "status": "changed"}
+        )
     append_audit(
         delta,
         name,
