@@ -20,7 +20,7 @@ DAGSTER_PORT ?= 3000
 MLFLOW_PORT ?= 5000
 TEST_WORKERS ?= 2
 
-.PHONY: install browser hey demo test dev serve lint format bench clean home manifest mlflow rollback dbt restore history connect-server
+.PHONY: install browser hey demo test dev serve lint format bench clean home manifest mlflow rollback dbt restore history connect-server canary shadow rollout-status rollout-abort
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +79,20 @@ mlflow: install home
 # Restore the previous @champion (audited in ml/promotion_audit).
 rollback: install home
 	$(BIN)/python -m mlops_assets.cli rollback
+
+# Safe rollouts (audited): `make canary VERSION=n [STEPS=0.05,0.25,0.5,1.0]` serves v<n> to a growing share of
+# customers, judged every 3 minutes by rollout_sensor; `make shadow VERSION=n` scores it beside @champion unseen.
+canary: install home
+	$(BIN)/python -m mlops_assets.cli rollout start --candidate "$(VERSION)" --mode canary $(if $(STEPS),--steps "$(STEPS)")
+
+shadow: install home
+	$(BIN)/python -m mlops_assets.cli rollout start --candidate "$(VERSION)" --mode shadow $(if $(STEPS),--steps "$(STEPS)")
+
+rollout-status: install home
+	$(BIN)/python -m mlops_assets.cli rollout status
+
+rollout-abort: install home
+	$(BIN)/python -m mlops_assets.cli rollout abort
 
 # Undo a bad overwrite: `make history TABLE=gold.fct_usage_daily`, then `make restore TABLE=... VERSION=N`.
 restore: install home

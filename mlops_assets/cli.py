@@ -312,6 +312,50 @@ def history(table: str) -> None:
     print(f"{ref} (newest first):\n{history_table(entries)}")
 
 
+def _parse_steps(text: str | None) -> list[float] | None:
+    if not text:
+        return None
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise SystemExit(
+            f"rollout: --steps {text!r} must be comma-separated fractions, e.g. 0.05,0.25,0.5,1.0"
+        ) from None
+
+
+def rollout_start(candidate: str, mode: str, steps: str | None, min_requests: int | None) -> None:
+    config: dict[str, object] = {"candidate": candidate, "mode": mode, "steps": _parse_steps(steps)}
+    if min_requests is not None:
+        config["min_requests_per_arm"] = min_requests
+    _run("rollout_start", dg.DagsterInstance.get(), run_config={"ops": {"start_rollout": {"config": config}}})
+    rollout_status()
+
+
+def rollout_status() -> None:
+    """The rollout on the registry tag, the aliases, and the last judged step (no Spark: registry + instance)."""
+    from mlops_assets.defs.rollout import ROLLOUT_STEP_KEY, read_rollout
+    from mlops_assets.environment import build_resources
+    from mlops_assets.ml.mlflow_model import CANDIDATE, CHAMPION
+
+    registry = build_resources()["mlflow_tracking"].registry()
+    state = read_rollout(registry)
+    champion, candidate = registry.alias_version(CHAMPION), registry.alias_version(CANDIDATE)
+    champion_text, candidate_text = (f"v{v}" if v else "-" for v in (champion, candidate))
+    print(f"{registry.model_name}: @{CHAMPION} {champion_text}, @{CANDIDATE} {candidate_text}")
+    if state is None:
+        print("no rollout was ever started: make canary VERSION=n (or make shadow VERSION=n)")
+        return
+    steps = " -> ".join(f"{s:.0%}" for s in state.steps)
+    print(f"{state.describe()}: {state.status}; steps {steps}; started {state.started_at}")
+    print(f"  serving weights now: {state.weights()}; guards {state.guards}")
+    records = dg.DagsterInstance.get().fetch_materializations(ROLLOUT_STEP_KEY, limit=1).records
+    if records and records[0].asset_materialization:
+        meta = records[0].asset_materialization.metadata
+        if "rollout_id" in meta and meta["rollout_id"].value == state.id:
+            print(f"  last judged step: {meta['outcome'].value} ({meta['audit'].value})")
+            print("    " + str(meta["reasons"].value).replace("\n", "\n    "))
+
+
 def connect_server(port: int) -> None:
     """A Spark Connect server with Delta on 127.0.0.1:port, in the foreground until Ctrl-C; point the project at
     it with ``MLOPS_SPARK=sc://127.0.0.1:<port>``."""
@@ -339,6 +383,17 @@ def main(argv: list[str] | None = None) -> None:
     restore_parser.add_argument("--reason", default="manual restore", help="recorded in the audit row")
     history_parser = sub.add_parser("history", help="a Delta table's versions, to pick one to restore")
     history_parser.add_argument("--table", required=True, help="<layer>.<name>")
+    rollout_parser = sub.add_parser(
+        "rollout", help="canary or shadow rollouts of a candidate version (audited)"
+    )
+    rollout_sub = rollout_parser.add_subparsers(dest="rollout_command", required=True)
+    start_parser = rollout_sub.add_parser("start", help="set @candidate and the rollout tag")
+    start_parser.add_argument("--candidate", required=True, help="the model version to roll out")
+    start_parser.add_argument("--mode", choices=("canary", "shadow"), default="canary")
+    start_parser.add_argument("--steps", help="the candidate's shares, e.g. 0.05,0.25,0.5,1.0")
+    start_parser.add_argument("--min-requests", type=int, help="minimum requests per arm and step")
+    rollout_sub.add_parser("status", help="the running rollout, the aliases and the last judged step")
+    rollout_sub.add_parser("abort", help="stop the rollout: @candidate removed, @champion unchanged")
     connect_parser = sub.add_parser("connect-server", help="a Spark Connect server with Delta on 127.0.0.1")
     connect_parser.add_argument("--port", type=int, default=15002)
     args = parser.parse_args(argv)
@@ -350,6 +405,13 @@ def main(argv: list[str] | None = None) -> None:
         restore(args.table, args.version, args.reason)
     elif args.command == "history":
         history(args.table)
+    elif args.command == "rollout" and args.rollout_command == "start":
+        rollout_start(args.candidate, args.mode, args.steps, args.min_requests)
+    elif args.command == "rollout" and args.rollout_command == "status":
+        rollout_status()
+    elif args.command == "rollout" and args.rollout_command == "abort":
+        _run("rollout_abort", dg.DagsterInstance.get())
+        rollout_status()
     elif args.command == "connect-server":
         connect_server(args.port)
 

@@ -109,3 +109,18 @@ def test_rollback_without_a_previous_champion_is_refused() -> None:
         rollback_target([row(PROMOTED, None, "1", "a", 0), row(PROMOTED, "1", "1", "b", 1)], "1", "m")
     with pytest.raises(RollbackBlocked, match="has no @champion"):
         rollback_target([], None, "m")
+
+
+def test_rollback_undoes_a_rollout_promotion_and_ignores_other_rollout_decisions() -> None:
+    from mlops_assets.ml.promotion_ledger import ROLLOUT_PROMOTED, ROLLOUT_ROLLED_BACK, ROLLOUT_STARTED
+
+    records = [
+        row(PROMOTED, None, "1", "a", 0),
+        row(ROLLOUT_STARTED, "1", "2", "b", 1),
+        row(ROLLOUT_ROLLED_BACK, "1", "2", "c", 2),
+        row(ROLLOUT_STARTED, "1", "3", "d", 3),
+        row(ROLLOUT_PROMOTED, "1", "3", "e", 4),
+    ]
+    assert rollback_target(records, "3", "m") == "1"
+    with pytest.raises(RollbackBlocked):
+        rollback_target(records[:3], "2", "m")  # v2 was rolled out, never promoted

@@ -16,6 +16,7 @@ import pytest
 
 from mlops_assets.ml.mlflow_model import ModelRegistry
 from mlops_assets.serving.assignment import assign_arm
+from mlops_assets.serving.rollout import Rollout
 from mlops_assets_tests.servers import wait_until
 from mlops_assets_tests.serving_fixtures import (
     LIMITED_KEY,
@@ -227,19 +228,11 @@ def test_a_promotion_takes_effect_under_load_without_a_failed_request(server, re
         assert set(versions[flipped:]) == {registry.other}  # no flapping back
 
 
-def _start_rollout(aliases, registry, mode: str, weight: float) -> dict:
-    rollout = {
-        "id": f"test-{mode}",
-        "candidate_version": registry.other,
-        "champion_version": registry.champion,
-        "salt": f"salt-{mode}",
-        "mode": mode,
-        "steps": [weight, 1.0],
-        "step": 0,
-        "status": "running",
-    }
+def _start_rollout(aliases, registry, mode: str, weight: float) -> Rollout:
+    steps = [weight, 1.0] if mode == "canary" else [1.0]
+    rollout = Rollout.start(registry.other, registry.champion, mode, steps)
     aliases.set_alias("candidate", registry.other)
-    aliases.client.set_registered_model_tag(MODEL_NAME, "rollout", json.dumps(rollout))
+    aliases.client.set_registered_model_tag(MODEL_NAME, "rollout", rollout.to_json())
     return rollout
 
 
@@ -250,7 +243,7 @@ def test_a_canary_serves_each_entity_its_sticky_arm(server, registry, aliases) -
     first = server.score({"instances": rows}).body["predictions"]
     again = server.score({"instances": rows}).body["predictions"]
     weights = [("champion", 0.7), ("candidate", 0.3)]
-    expected = [assign_arm(r["customer_id"], rollout["salt"], weights) for r in rows]
+    expected = [assign_arm(r["customer_id"], rollout.salt, weights) for r in rows]
     assert [p["arm"] for p in first] == expected == [p["arm"] for p in again]
     share = expected.count("candidate") / len(rows)
     assert abs(share - 0.3) < 4 * math.sqrt(0.3 * 0.7 / len(rows))
@@ -259,7 +252,7 @@ def test_a_canary_serves_each_entity_its_sticky_arm(server, registry, aliases) -
 
 
 def test_a_shadow_candidate_is_scored_and_logged_but_never_answers(server, registry, aliases) -> None:
-    _start_rollout(aliases, registry, "shadow", 1.0)
+    rollout = _start_rollout(aliases, registry, "shadow", 1.0)
     wait_until(lambda: server.state()["candidate_version"] == registry.other, 15, "the shadow to start")
     response = server.score({"instances": registry.rows[:20]})
     assert {p["arm"] for p in response.body["predictions"]} == {"champion"}
@@ -273,7 +266,7 @@ def test_a_shadow_candidate_is_scored_and_logged_but_never_answers(server, regis
     assert len(by_arm["champion"]) == len(by_arm["shadow"]) == 20
     assert all(r["served"] for r in by_arm["champion"]) and not any(r["served"] for r in by_arm["shadow"])
     assert {r["model_version"] for r in by_arm["shadow"]} == {registry.other}
-    assert {r["rollout_id"] for r in records} == {"test-shadow"}
+    assert {r["rollout_id"] for r in records} == {rollout.id}
     served = {p["customer_id"]: p["score"] for p in response.body["predictions"]}
     assert all(r["score"] == served[r["entity"]] for r in by_arm["champion"])
     assert all(r["score"] != served[r["entity"]] for r in by_arm["shadow"])

@@ -25,6 +25,9 @@ RECORD_SCHEMA = (
     "model_name string, model_version string, rollout_id string, score double, predicted_label int, "
     "latency_ms double, status int, error string, features string"
 )
+# The table: the records plus the file each came from and the day it was logged (the partition).
+INFERENCE_SCHEMA = f"{RECORD_SCHEMA}, log_file string, log_date date"
+PARTITION = "log_date"
 CORRUPT = "_corrupt_record"
 INGESTED_DIR = "ingested"
 
@@ -43,6 +46,11 @@ class IngestResult:
             "quarantined": self.quarantined,
             "skipped_files": self.skipped_files,
         }
+
+
+def append_inference_rows(delta: DeltaLakehouse, rows) -> None:
+    """The one way rows enter the inference table (partitioned by the day they were logged)."""
+    delta.append(rows, INFERENCE_LOG, partition_by=PARTITION)
 
 
 def _already_in(delta: DeltaLakehouse, ref, names: list[str]) -> set[str]:
@@ -88,9 +96,9 @@ def ingest_request_log(delta: DeltaLakehouse, directory: str) -> IngestResult:
         quarantined = bad_rows.count()
         if quarantined:
             delta.append(bad_rows, INFERENCE_LOG_QUARANTINE)
-        table = good.drop(CORRUPT).withColumn("log_date", F.to_date("logged_at"))
+        table = good.drop(CORRUPT).withColumn(PARTITION, F.to_date("logged_at"))
         rows = table.count()
-        delta.append(table, INFERENCE_LOG, partition_by="log_date")
+        append_inference_rows(delta, table)
         raw.unpersist()
     moved = log_dir / INGESTED_DIR
     moved.mkdir(exist_ok=True)

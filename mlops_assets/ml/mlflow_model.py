@@ -25,6 +25,9 @@ from mlops_assets.ml.families import AnyChurnModel, model_from_dict
 
 MODEL_FILE = "churn_model.json"
 CHALLENGER, CHAMPION = "challenger", "champion"
+CANDIDATE = (
+    "candidate"  # the version a running rollout serves beside @champion (mlops_assets.serving.rollout)
+)
 REQUIRED_TAGS = ("dagster_run_id", "feature_set", "feature_set_fingerprint", "dataset_fingerprint")
 # Explicit requirements: MLflow's inference of them costs ~10 s per log_model (../shared/notes/stack.md).
 PIP_REQUIREMENTS = ["lightgbm==4.7.0", "pandas>=2.3,<3", "numpy", "mlflow>=3.17,<3.18"]
@@ -154,6 +157,23 @@ class ModelRegistry:
         retry_when_locked(
             f"removing @{alias} of {self.model_name!r}",
             lambda: client.delete_registered_model_alias(self.model_name, alias),
+        )
+
+    def model_tags(self) -> dict[str, str]:
+        """The registered model's tags (e.g. the ``rollout`` state); empty when the model is not registered."""
+        try:
+            return dict(self.client.get_registered_model(self.model_name).tags)
+        except mlflow.exceptions.MlflowException as error:
+            if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return {}
+            raise
+
+    def set_model_tag(self, key: str, value: str) -> None:
+        """Set a registered-model tag (an idempotent upsert: safe to retry)."""
+        client = self.client
+        retry_when_locked(
+            f"setting tag {key!r} of {self.model_name!r}",
+            lambda: client.set_registered_model_tag(self.model_name, key, value),
         )
 
     def version(self, version: str) -> ModelVersion:

@@ -23,6 +23,16 @@ CHAMPION_KEPT = "champion_kept"
 PROMOTION_BLOCKED = "promotion_blocked"  # ml/champion refused to move @champion (no passed gate, stale gate)
 ROLLBACK = "rollback"  # @champion moved back from_version -> to_version
 GATE_DECISIONS = (GATE_PASSED, REFUSED, NO_MATERIAL_CHANGE)
+# Safe rollouts (``mlops_assets.serving.rollout``): from_version is @champion, to_version the candidate.
+ROLLOUT_STARTED = "rollout_started"  # @candidate set, the rollout tag written
+ROLLOUT_ADVANCED = "rollout_advanced"  # a step passed: the candidate's share grew
+ROLLOUT_HELD = "rollout_held"  # inconclusive (too little traffic, sample ratio mismatch): nothing moved
+ROLLOUT_ROLLED_BACK = "rollout_rolled_back"  # a guard failed: @candidate removed, @champion unchanged
+ROLLOUT_PROMOTED = "rollout_promoted"  # the last judged step passed: @champion moved to the candidate
+ROLLOUT_SHADOW_PASSED = "rollout_shadow_passed"  # a shadow rollout passed: nothing served, nothing promoted
+ROLLOUT_ABORTED = "rollout_aborted"  # stopped by hand: @candidate removed, @champion unchanged
+# Decisions that moved @champion forward from from_version: what a rollback can undo.
+CHAMPION_MOVES = (PROMOTED, ROLLOUT_PROMOTED)
 
 
 @dataclass(frozen=True)
@@ -118,8 +128,8 @@ def plan_promotion(
 
 
 def rollback_target(records: Iterable[AuditRecord], current_champion: str | None, model_name: str) -> str:
-    """The champion the current one replaced: the newest promotion *to* the current version from a
-    different one. Same-version rows (a no-op promotion recorded as ``promoted X -> X`` by older code) never
+    """The champion the current one replaced: the newest promotion (by the gate or by a rollout) *to* the
+    current version from a different one. Same-version rows (a no-op promotion recorded as ``promoted X -> X`` by older code) never
     count, so a rollback always changes the champion. Raises RollbackBlocked when there is none."""
     if current_champion is None:
         raise RollbackBlocked(
@@ -128,7 +138,7 @@ def rollback_target(records: Iterable[AuditRecord], current_champion: str | None
     earlier = [
         r
         for r in records
-        if r.decision == PROMOTED
+        if r.decision in CHAMPION_MOVES
         and r.to_version == current_champion
         and r.from_version is not None
         and r.from_version != current_champion

@@ -30,8 +30,9 @@ from fastapi.responses import JSONResponse
 
 from mlops_assets.serving.config import ServingSettings
 from mlops_assets.serving.guard import InFlight, RateLimiter
-from mlops_assets.serving.model_store import CANDIDATE_ARM, CHAMPION_ARM, ModelStore, ServingState
+from mlops_assets.serving.model_store import ModelStore, ServingState
 from mlops_assets.serving.request_log import LogRecord, RequestLogWriter
+from mlops_assets.serving.rollout import CANDIDATE_ARM, CHAMPION_ARM
 from mlops_assets.serving.validation import InputSchema, RequestInvalid, ScoringInstance, parse_request
 
 log = logging.getLogger(__name__)

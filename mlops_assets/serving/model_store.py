@@ -20,13 +20,12 @@ import numpy as np
 
 from mlops_assets.ml.families import AnyChurnModel
 from mlops_assets.serving.assignment import assign_arm
-from mlops_assets.serving.rollout import Rollout
+from mlops_assets.serving.rollout import CHAMPION_ARM, ROLLOUT_TAG, SHADOW, SHADOW_ARM, Rollout
 from mlops_assets.serving.scorer import RecordScorer, known_categories, record_scorer
 
 log = logging.getLogger(__name__)
 
-CHAMPION_ALIAS, CANDIDATE_ALIAS, ROLLOUT_TAG = "champion", "candidate", "rollout"
-CHAMPION_ARM, CANDIDATE_ARM, SHADOW_ARM = "champion", "candidate", "shadow"
+CHAMPION_ALIAS, CANDIDATE_ALIAS = "champion", "candidate"
 
 
 @dataclass(frozen=True)
@@ -65,14 +64,12 @@ class ServingState:
     def route(self, entity: str) -> Route:
         if self.candidate is None or self.rollout is None:
             return Route(CHAMPION_ARM)
-        if self.rollout.mode == "shadow":
+        if self.rollout.mode == SHADOW:
             return Route(CHAMPION_ARM, SHADOW_ARM)
         return Route(assign_arm(entity, self.rollout.salt, self.rollout.weights()))
 
     def model_of(self, arm: str) -> LoadedModel:
-        if arm in (CANDIDATE_ARM, SHADOW_ARM) and self.candidate is not None:
-            return self.candidate
-        return self.champion
+        return self.champion if arm == CHAMPION_ARM or self.candidate is None else self.candidate
 
     def categories(self) -> dict[str, list[str]]:
         return known_categories(self.champion.model)
@@ -131,7 +128,7 @@ class ModelStore:
         candidate_version = aliases.get(CANDIDATE_ALIAS)
         active = (
             rollout is not None
-            and rollout.status == "running"
+            and rollout.running
             and candidate_version is not None
             and rollout.candidate_version == candidate_version
             and candidate_version != champion_version
