@@ -15,6 +15,7 @@ EVALUATION = "08_evaluation"
 REGISTRY = "09_registry"
 SCORING = "10_scoring"
 MONITORING = "11_monitoring"
+STREAMING = "12_streaming"
 
 LIFECYCLE = (
     LANDING,
@@ -28,4 +29,5 @@ LIFECYCLE = (
     REGISTRY,
     SCORING,
     MONITORING,
+    STREAMING,
 )

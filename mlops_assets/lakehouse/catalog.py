@@ -25,6 +25,11 @@ PROMOTION_AUDIT = TableRef("ml", "promotion_audit")
 REFERENCE_PROFILES = TableRef("monitoring", "reference_profiles")
 DRIFT_REPORTS = TableRef("monitoring", "drift_reports")
 TABLE_RESTORES = TableRef("monitoring", "table_restores")
+# Streaming inference: an append-only event source (never rewritten: a Delta stream cannot follow a rewrite),
+# the stream's predictions and the events it could not score, each with the rules it broke.
+SCORE_EVENTS = TableRef("stream", "score_events")
+STREAM_PREDICTIONS = TableRef("ml", "stream_predictions")
+STREAM_DEAD_LETTER = TableRef("ml", "stream_dead_letter")
 
 # In lifecycle order (what `python -m mlops_assets.cli demo` lists).
 LIFECYCLE_TABLES: tuple[TableRef, ...] = (
@@ -38,4 +43,7 @@ LIFECYCLE_TABLES: tuple[TableRef, ...] = (
     PROMOTION_AUDIT,
     REFERENCE_PROFILES,
     DRIFT_REPORTS,
+    SCORE_EVENTS,
+    STREAM_PREDICTIONS,
+    STREAM_DEAD_LETTER,
 )

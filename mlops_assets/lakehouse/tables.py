@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-LAYERS = ("landing", "bronze", "silver", "quarantine", "gold", "features", "ml", "monitoring")
+LAYERS = ("landing", "bronze", "silver", "quarantine", "gold", "features", "ml", "monitoring", "stream")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
