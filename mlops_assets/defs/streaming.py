@@ -64,7 +64,8 @@ def score_events(
     rows = feature_set.read(lakehouse).where(F.to_date(F.col(contract.as_of)) == F.lit(day))
     # Malformed events only on the built-in synthetic pipeline: an external feature table is someone's real data.
     share = config.malformed_share if contract.source is None else 0.0
-    events = events_from_features(rows, contract, day, share).persist()
+    # One file per day: a day's events are small, and the stream's micro-batches are counted in files.
+    events = events_from_features(rows, contract, day, share).coalesce(1).persist()
     try:
         count = events.count()
         before = delta.version(SCORE_EVENTS) if delta.exists(SCORE_EVENTS) else None

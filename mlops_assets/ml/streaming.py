@@ -142,7 +142,8 @@ def checked_events(events: Any, contract: FeatureSetContract, categories: Mappin
         raw, present = p[name], F.map_contains_key(p, name)
         rules.append(F.when(~present, F.lit(f"{name}:missing")))
         if name in contract.numerical:
-            value = raw.try_cast("double")
+            # A bare NaN / Infinity token (not JSON, but Python's json.dumps writes it) arrives quoted.
+            value = F.regexp_replace(raw, '^"|"$', "").try_cast("double")
             rules.append(F.when(raw.isNotNull() & value.isNull(), F.lit(f"{name}:bad_type")))
             rules.append(F.when(F.isnan(value) | (F.abs(value) == float("inf")), F.lit(f"{name}:not_finite")))
             typed.append(value.alias(name))
@@ -301,20 +302,19 @@ def run_stream(
                 F.lit(batch_id).cast("long").alias(BATCH_COLUMN),
                 F.current_timestamp().alias("dead_lettered_at"),
             )
-            n_good, rules = (
-                good.count(),
-                bad.select(F.explode("rules_broken").alias("rule")).groupBy("rule").count(),
-            )
-            rule_counts = {r["rule"]: int(r["count"]) for r in rules.collect()}
-            n_bad = bad.count()
+            # One small aggregation counts both sinks and every rule ("" is the scorable rows' reason).
+            by_reason = checked.groupBy(F.array_join("rules_broken", "; ").alias("r")).count().collect()
             append_idempotent(scored, tables.sink, sink_app, batch_id, tables.by_name)
             append_idempotent(dead, tables.dead_letter, dead_app, batch_id, tables.by_name)
         finally:
             checked.unpersist()
         tally.batch_ids.append(batch_id)
-        tally.scored += n_good
-        tally.dead += n_bad
-        tally.rules.update(rule_counts)
+        for row in by_reason:
+            if row["r"]:
+                tally.dead += row["count"]
+                tally.rules.update({rule: row["count"] for rule in row["r"].split("; ")})
+            else:
+                tally.scored += row["count"]
         if after_batch_written is not None:
             after_batch_written(batch_id)
 
