@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -225,6 +226,12 @@ def test_dead_letter_reasons_name_the_field_and_the_rule(spark, model, tmp_path)
     }
     assert sorted(_ids(spark, tables.sink)) == ["null-is-missing-value", "ok"]
     assert result.rules_broken["plan:unknown_category"] == 1 and result.rows_dead_lettered == 7
+    # A reset checkpoint is a new stream: a new app id, so Delta does not skip its writes (under the old id,
+    # batch 0 of the new stream would be skipped as already written) and the source is scored again.
+    shutil.rmtree(tables.checkpoint)
+    again = _run(spark, tables, model)
+    assert again.sink_app_id != result.sink_app_id and again.batch_ids == result.batch_ids == (0,)
+    assert sorted(_ids(spark, tables.sink)) == ["null-is-missing-value"] * 2 + ["ok"] * 2
 
 
 # --- the Dagster wiring -----------------------------------------------------------------------------------
