@@ -16,6 +16,7 @@ from mlops_assets.defs import groups
 from mlops_assets.defs.common import OWNER, max_runtime, partition_days
 from mlops_assets.lakehouse.catalog import FEATURES, SCORE_EVENTS, STREAM_DEAD_LETTER, STREAM_PREDICTIONS
 from mlops_assets.lakehouse.delta_io import DeltaLakehouse
+from mlops_assets.lakehouse.tables import TableRef
 from mlops_assets.ml.mlflow_model import CHAMPION
 from mlops_assets.ml.streaming import StreamTables, append_idempotent, events_from_features, run_stream
 from mlops_assets.partitions import daily_partitions
@@ -110,7 +111,7 @@ def stream_tables(delta: DeltaLakehouse, root: str) -> StreamTables:
     locator = delta.locator
     by_name = bool(locator.catalog)
 
-    def where(ref):
+    def where(ref: TableRef) -> str:
         return locator.identifier(ref) if by_name else locator.path(ref)
 
     checkpoint = f"{root.rstrip('/')}/{CHECKPOINTS}/{STREAM_PREDICTIONS.layer}/{STREAM_PREDICTIONS.name}"

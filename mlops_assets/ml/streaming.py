@@ -272,6 +272,10 @@ def run_stream(
     ``after_batch_written(batch_id)`` is a fault-injection hook, off by default: called after a micro-batch's
     rows are in both sinks and before Spark commits the batch to the checkpoint (the kill test SIGKILLs its own
     process there). Raises whatever failed the query.
+
+    Limits: a replayed batch is checked against the champion of the re-run; if @champion moved (with other known
+    categories) between a kill that fell between the two sink writes and the re-run, an event could land in
+    both sinks or neither. Offsets come from ``recentProgress`` (Spark keeps the last 100 batches).
     """
     from pyspark.sql import functions as F
 
