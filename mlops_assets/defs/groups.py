@@ -16,6 +16,7 @@ REGISTRY = "09_registry"
 SCORING = "10_scoring"
 MONITORING = "11_monitoring"
 SERVING = "12_serving"
+STREAMING = "13_streaming"
 
 LIFECYCLE = (
     LANDING,
@@ -30,4 +31,5 @@ LIFECYCLE = (
     SCORING,
     MONITORING,
     SERVING,
+    STREAMING,
 )

@@ -28,6 +28,11 @@ TABLE_RESTORES = TableRef("monitoring", "table_restores")
 # What the scoring service answered (its request log, ingested), and the log lines that were not JSON.
 INFERENCE_LOG = TableRef("serving", "inference_log")
 INFERENCE_LOG_QUARANTINE = TableRef("quarantine", "inference_log")
+# Streaming inference: an append-only event source (never rewritten: a Delta stream cannot follow a rewrite),
+# the stream's predictions and the events it could not score, each with the rules it broke.
+SCORE_EVENTS = TableRef("stream", "score_events")
+STREAM_PREDICTIONS = TableRef("ml", "stream_predictions")
+STREAM_DEAD_LETTER = TableRef("ml", "stream_dead_letter")
 
 # In lifecycle order (what `python -m mlops_assets.cli demo` lists).
 LIFECYCLE_TABLES: tuple[TableRef, ...] = (
@@ -41,4 +46,7 @@ LIFECYCLE_TABLES: tuple[TableRef, ...] = (
     PROMOTION_AUDIT,
     REFERENCE_PROFILES,
     DRIFT_REPORTS,
+    SCORE_EVENTS,
+    STREAM_PREDICTIONS,
+    STREAM_DEAD_LETTER,
 )

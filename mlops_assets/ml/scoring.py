@@ -6,6 +6,7 @@ Spark itself.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -29,11 +30,15 @@ def score_partition(
     champion_version: str,
     shadow: dict | None,
     shadow_version: str | None,
+    carry: Sequence[str] = (),
 ) -> Any:
     """Score a Spark DataFrame of features with mapInPandas: the champion's score and label, its top reasons
     (``reason_1..3`` and their signed contributions, log-odds), and the shadow model's score beside them when
-    there is one."""
+    there is one. ``carry`` names input columns passed through unchanged after those (the streaming path's
+    event id: one code path scores batch and stream alike)."""
     key, as_of, names = contract.entity_key, contract.as_of, contract.feature_names
+    carry = list(carry)
+    schema = PREDICTION_SCHEMA + "".join(f", {c} {features.schema[c].dataType.simpleString()}" for c in carry)
 
     def predict(batches):
         model = model_from_dict(champion)
@@ -51,7 +56,8 @@ def score_partition(
                     "shadow_score": shadow_model.predict_proba(batch[names]) if shadow_model else None,
                     "shadow_model_version": shadow_version,
                     **reason_columns(model.contributions(batch[names])),
+                    **{c: batch[c] for c in carry},
                 }
             )
 
-    return features.select(key, as_of, *names).mapInPandas(predict, PREDICTION_SCHEMA)
+    return features.select(key, as_of, *names, *carry).mapInPandas(predict, schema)
