@@ -221,14 +221,14 @@ def drift_loop(instance: dg.DagsterInstance, start: date) -> None:
     end = start + timedelta(days=DRIFT_DAYS - 1)
     source = {"scenario": DRIFT_SCENARIO, "drift_start": start.isoformat()}
     print(
-        f"[demo] 4/5 drift arrives: source scenario {DRIFT_SCENARIO} from {start}; load and score {start}..{end}"
+        f"[demo] 4/6 drift arrives: source scenario {DRIFT_SCENARIO} from {start}; load and score {start}..{end}"
     )
     _run("daily_lakehouse", instance, _range_tags(start, end), {"resources": {"source": {"config": source}}})
     _run("daily_scoring", instance, _range_tags(start, end))
     _print_reports(_latest_drift_reports(instance))
 
     print(
-        "[demo] 5/5 the real dagster-daemon takes over: drift_retraining_sensor -> retrain_on_drift",
+        "[demo] 5/6 the real dagster-daemon takes over: drift_retraining_sensor -> retrain_on_drift",
         flush=True,
     )
     since, deadline = time.time(), time.monotonic() + LOOP_TIMEOUT_S
@@ -268,19 +268,48 @@ def demo(days: int) -> None:
     instance = dg.DagsterInstance.get()
     start, end = DEMO_START, DEMO_START + timedelta(days=days - 1)
     print(f"[demo] DAGSTER_HOME instance: {instance.root_directory}")
-    print(f"[demo] 1/5 landing -> bronze -> silver -> gold -> features for {start}..{end}, one backfill run")
+    print(f"[demo] 1/6 landing -> bronze -> silver -> gold -> features for {start}..{end}, one backfill run")
     _run("daily_lakehouse", instance, _range_tags(start, end))
     print(
-        "[demo] 2/5 training set -> model zoo: baseline, logistic, LightGBM + Optuna (MLflow) -> evaluation -> gate"
+        "[demo] 2/6 training set -> model zoo: baseline, logistic, LightGBM + Optuna (MLflow) -> evaluation -> gate"
     )
     _run("train_evaluate_promote", instance)
     score_start = end - timedelta(days=SCORING_DAYS - 1)
-    print(f"[demo] 3/5 batch scoring with @champion for {score_start}..{end}")
+    print(f"[demo] 3/6 batch scoring with @champion for {score_start}..{end}")
     _run("daily_scoring", instance, _range_tags(score_start, end))
     _print_reports(_latest_drift_reports(instance))
     drift_loop(instance, end + timedelta(days=1))
+    online(instance)
     _summary()
     print("[demo] done: `make dev` and open http://127.0.0.1:3000 to browse the runs and assets")
+
+
+def online(instance: dg.DagsterInstance) -> None:
+    """Step 6: the champion behind the scoring service, its request log in the lakehouse, the stream."""
+    from mlops_assets.demo_online import serve_and_score
+    from mlops_assets.environment import build_resources
+
+    print("[demo] 6/6 online: the scoring service on @champion (make serve), one HTTP request per customer")
+    contract = build_resources()["feature_set"].contract()
+    day = serve_and_score(_lakehouse(), contract, lambda line: print(f"[demo]   {line}", flush=True))
+    print("[demo]   the request log -> serving/inference_log (Delta) + train_serving_skew check")
+    result = _run("inference_log_job", instance)
+    for check in result.get_asset_check_evaluations():
+        verdict = "passed" if check.passed else "FAILED"
+        print(
+            f"[demo]   {check.check_name}: {verdict} {check.metadata['pairs_compared'].value} pairs compared, "
+            f"max |online - batch| over {check.metadata['rows_replayed'].value} replayed rows "
+            f"{check.metadata['max_score_difference'].value:.1e}"
+        )
+    print(
+        f"[demo]   {day}'s events -> stream/score_events -> ml/stream_predictions (Structured Streaming, availableNow)"
+    )
+    _run("score_events_job", instance, {"dagster/partition": day.isoformat()})
+    streamed = _run("stream_scoring", instance)
+    for event in streamed.get_asset_materialization_events():
+        meta = event.event_specific_data.materialization.metadata
+        counts = {k: meta[k].value for k in ("rows_scored", "rows_dead_lettered") if k in meta}
+        print(f"[demo]   {event.asset_key.to_user_string()}: {counts}")
 
 
 def _lakehouse():

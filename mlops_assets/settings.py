@@ -97,9 +97,10 @@ MAX_COOLDOWN_HOURS = 24 * 366
 MAX_RETRAINS = 1000
 
 
-def _number(
+def number_setting(
     environ: Mapping[str, str], name: str, kind: type, minimum: float, maximum: float
 ) -> float | None:
+    """The variable as a ``kind`` (int or float) within bounds, None when unset; errors name the variable."""
     raw = environ.get(name)
     if raw is None or raw == "":
         return None
@@ -247,10 +248,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         mlflow_tracking_uri=mlflow_uri,
         catalog=catalog,
         mlflow_ui_url=mlflow_ui_url.rstrip("/"),
-        retrain_cooldown_hours=_number(
+        retrain_cooldown_hours=number_setting(
             environ, "MLOPS_RETRAIN_COOLDOWN_HOURS", float, minimum=0, maximum=MAX_COOLDOWN_HOURS
         ),
-        max_retrains=_number(environ, "MLOPS_MAX_RETRAINS", int, minimum=1, maximum=MAX_RETRAINS),
+        max_retrains=number_setting(environ, "MLOPS_MAX_RETRAINS", int, minimum=1, maximum=MAX_RETRAINS),
         feature_contract=check_feature_contract(raw) if (raw := environ.get("FEATURE_CONTRACT")) else None,
         databricks=databricks,
         spark_engine=check_spark_engine(environ.get("MLOPS_SPARK") or "local"),

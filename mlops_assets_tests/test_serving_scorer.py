@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_assets.ml.families import fit_constant, fit_logistic
+from mlops_assets.ml.families import fit_constant, fit_logistic, known_categories
 from mlops_assets.ml.splits import temporal_split
 from mlops_assets.ml.training import tune_and_train
-from mlops_assets.serving.scorer import known_categories, record_scorer
+from mlops_assets.serving.scorer import record_scorer
 from mlops_assets_tests.test_ml_training import CONTRACT, make_frame
 
 

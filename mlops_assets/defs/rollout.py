@@ -23,6 +23,7 @@ from mlops_assets.serving.rollout import (
     ROLLOUT_TAG,
     Rollout,
     RolloutDecision,
+    RolloutGuards,
     RolloutInvalid,
     judge_step,
     plan_transition,
@@ -148,6 +149,9 @@ class StartRolloutConfig(dg.Config):
     mode: str = CANARY
     steps: list[float] | None = None  # None: the mode's default steps
     min_requests_per_arm: int = 500
+    settle_seconds: float = (
+        30.0  # a step ignores rows of its first seconds (servers still on the old weights)
+    )
 
 
 @dg.op(description="Start a canary or shadow rollout: @candidate and the rollout tag, audited.")
@@ -178,8 +182,10 @@ def start_rollout(
             config.mode,
             config.steps or DEFAULT_STEPS.get(config.mode),
             min_requests_per_arm=config.min_requests_per_arm,
+            settle_seconds=config.settle_seconds,
+            guards=RolloutGuards(**config.guards),
         )
-    except RolloutInvalid as error:
+    except (RolloutInvalid, TypeError) as error:  # TypeError: a guard name RolloutGuards does not have
         raise dg.Failure(str(error), allow_retries=False) from None
     steps = " -> ".join(f"{s:.0%}" for s in state.steps)
     reasons = [f"{state.describe()} started: steps {steps}, guards {state.guards}"]

@@ -124,4 +124,11 @@ def train_serving_skew(
     )
 
 
-defs = dg.Definitions(assets=[inference_log], asset_checks=[train_serving_skew])
+inference_log_job = dg.define_asset_job(
+    name="inference_log_job",
+    selection=dg.AssetSelection.assets(INFERENCE_LOG_KEY),
+    description="Append the scoring service's closed request-log files to serving/inference_log, then check "
+    "train-serving skew (the rollout sensor's runs ingest too).",
+)
+
+defs = dg.Definitions(assets=[inference_log], asset_checks=[train_serving_skew], jobs=[inference_log_job])

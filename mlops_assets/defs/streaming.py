@@ -222,6 +222,13 @@ def latest_delta_version(table: Path) -> int | None:
     return max(versions) if versions else None
 
 
+score_events_job = dg.define_asset_job(
+    name="score_events_job",
+    selection=dg.AssetSelection.assets(SCORE_EVENTS_KEY),
+    partitions_def=daily_partitions,
+    description="Append a day's events to stream/score_events (what a producer would send; idempotent per day).",
+)
+
 stream_scoring_job = dg.define_asset_job(
     name=STREAM_JOB,
     selection=dg.AssetSelection.assets(STREAM_PREDICTIONS_KEY),
@@ -253,5 +260,7 @@ def score_events_sensor(context: dg.SensorEvaluationContext, lakehouse: Lakehous
 
 
 defs = dg.Definitions(
-    assets=[score_events, stream_predictions], jobs=[stream_scoring_job], sensors=[score_events_sensor]
+    assets=[score_events, stream_predictions],
+    jobs=[score_events_job, stream_scoring_job],
+    sensors=[score_events_sensor],
 )

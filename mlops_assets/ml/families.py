@@ -183,6 +183,16 @@ def fit_constant(y: np.ndarray, feature_names: Sequence[str]) -> ConstantChurnMo
 AnyChurnModel = ChurnModel | LinearChurnModel | ConstantChurnModel
 
 
+def known_categories(model: AnyChurnModel) -> dict[str, list[str]]:
+    """The categories a model was trained on, per categorical feature (what online scoring and the stream
+    accept); none for the baseline, which ignores its inputs."""
+    if isinstance(model, ChurnModel):
+        return model.encoder.to_dict()
+    if isinstance(model, LinearChurnModel):
+        return {k: list(v) for k, v in model.categories.items()}
+    return {}
+
+
 def model_from_dict(d: Mapping[str, Any]) -> AnyChurnModel:
     """Any registered model from its JSON; no ``family`` means LightGBM (versions registered before the zoo)."""
     family = d.get("family", LIGHTGBM)

@@ -31,6 +31,7 @@ from datetime import date
 from typing import Any
 
 from mlops_assets.ml.contract import FeatureSetContract
+from mlops_assets.ml.families import known_categories, model_from_dict
 from mlops_assets.ml.scoring import score_partition
 
 FEATURES_COLUMN = "features"  # the JSON payload of an event
@@ -43,14 +44,6 @@ QUERY_ID_WAIT_S = 120.0
 def event_columns(contract: FeatureSetContract) -> list[str]:
     """The columns of ``stream/score_events``, in order."""
     return ["event_id", "event_time", contract.entity_key, contract.as_of, FEATURES_COLUMN, "event_date"]
-
-
-def known_categories(model: Mapping[str, Any]) -> dict[str, list[str]]:
-    """The categories the champion saw in training, per categorical feature (LightGBM's encoder, the logistic
-    regression's one-hot lists); none for the baseline, which ignores its inputs."""
-    if "encoder" in model:
-        return {k: list(v) for k, v in model["encoder"].items()}
-    return {k: list(v) for k, v in model.get("categories", {}).items()}
 
 
 # --- the events: what the project's own producer appends ---------------------------------------------------
@@ -279,7 +272,7 @@ def run_stream(
     """
     from pyspark.sql import functions as F
 
-    categories = known_categories(champion)
+    categories = known_categories(model_from_dict(champion))
     tally = _Tally()
     ids: dict[str, tuple[str, str]] = {}
     ready = threading.Event()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from mlops_assets.ml.contract import FeatureSetContract
 from mlops_assets.serving.guard import ApiKeys
 from mlops_assets.serving.request_log import request_log_dir
-from mlops_assets.settings import DEFAULT_CONTRACT, SettingsError, load_settings
+from mlops_assets.settings import DEFAULT_CONTRACT, SettingsError, load_settings, number_setting
 
 
 @dataclass(frozen=True)
@@ -38,16 +38,8 @@ class ServingSettings:
 
 
 def _bounded(environ: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number") from None
-    if not low <= value <= high:
-        raise SettingsError(f"{name}={raw!r} must be between {low:g} and {high:g}")
-    return value
+    value = number_setting(environ, name, float, low, high)
+    return default if value is None else value
 
 
 def is_loopback(host: str) -> bool:

@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from mlops_assets.ml.families import AnyChurnModel
+from mlops_assets.ml.families import AnyChurnModel, known_categories
 from mlops_assets.serving.assignment import assign_arm
 from mlops_assets.serving.rollout import CHAMPION_ARM, ROLLOUT_TAG, SHADOW, SHADOW_ARM, Rollout
-from mlops_assets.serving.scorer import RecordScorer, known_categories, record_scorer
+from mlops_assets.serving.scorer import RecordScorer, record_scorer
 
 log = logging.getLogger(__name__)
 

@@ -120,12 +120,3 @@ def record_scorer(model: AnyChurnModel) -> RecordScorer:
     if isinstance(model, ConstantChurnModel):
         return ConstantScorer(model)
     raise TypeError(f"no online scorer for {type(model).__name__}")
-
-
-def known_categories(model: AnyChurnModel) -> dict[str, list[str]]:
-    """The categories a model was trained on, per categorical feature (what the service accepts)."""
-    if isinstance(model, ChurnModel):
-        return model.encoder.to_dict()
-    if isinstance(model, LinearChurnModel):
-        return {k: list(v) for k, v in model.categories.items()}
-    return {}
