@@ -39,14 +39,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _call(url: str, body: Any = None) -> tuple[int, dict]:
+def _call(url: str, body: Any = None) -> tuple[int, dict, int]:
+    """(status, JSON body, Retry-After seconds or 0)."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
+            return response.status, json.loads(response.read()), 0
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
+        return error.code, json.loads(error.read() or b"{}"), int(error.headers.get("Retry-After") or 0)
 
 
 def instances_for(rows: list[dict], contract: FeatureSetContract) -> list[dict]:
@@ -111,8 +112,13 @@ def serve_and_score(delta, contract: FeatureSetContract, log: Callable[[str], No
         scorable = [i for i in instances if all(i[n] is None or i[n] in known[n] for n in known)]
         batch = {(r["entity"], r["as_of"].isoformat()): r["score"] for r in rows}
         statuses, worst, answers = Counter(), 0.0, []
-        for instance in scorable:  # one request per customer, as an online caller would
-            status, body = _call(f"{base}/v2/models/{MODEL}/score", instance)
+        waited = 0
+        for instance in scorable:  # one request per customer, as an online caller would, honouring 429s
+            status, body, retry_after = _call(f"{base}/v2/models/{MODEL}/score", instance)
+            while status == 429:
+                waited += 1
+                time.sleep(retry_after)
+                status, body, retry_after = _call(f"{base}/v2/models/{MODEL}/score", instance)
             statuses[status] += 1
             if status == 200:
                 answer = body["predictions"][0]
@@ -125,11 +131,11 @@ def serve_and_score(delta, contract: FeatureSetContract, log: Callable[[str], No
         log(f"  first answer: {json.dumps(answers[0])}" if answers else "  no answer")
         log(
             f"  {len(scorable)} customers of {day} scored one request each: statuses {dict(statuses)}; "
-            f"max |online - ml/predictions| = {worst:.1e}"
+            f"max |online - ml/predictions| = {worst:.1e}; {waited} x 429 (200/s per client) waited out"
         )
         unknown = len(instances) - len(scorable)
         bad = dict(instances[0], plan="platinum")
-        status, body = _call(f"{base}/v2/models/{MODEL}/score", bad)
+        status, body, _ = _call(f"{base}/v2/models/{MODEL}/score", bad)
         log(
             f"  ({unknown} with a category the champion never saw are not sent; one such request: {status} {body})"
         )
