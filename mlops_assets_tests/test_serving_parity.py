@@ -157,6 +157,8 @@ def test_a_shadow_rollout_runs_end_to_end_through_the_real_service(
         "LAKEHOUSE_ROOT": str(root),
         "SERVING_ALIAS_TTL_S": "0.5",
         "SERVING_LOG_ROTATE_S": "0.5",
+        "SERVING_RATE_LIMIT_RPS": "100000",  # one client sending 250 requests back to back
+        "SERVING_RATE_LIMIT_BURST": "100000",
     }
     with running_server(root, env, tmp_path) as server:
         wait_until(lambda: server.state()["candidate_version"] == twin, 15, "the shadow to start")

@@ -7,6 +7,7 @@ does: a failure after the audit leaves a recorded decision that a re-run repeats
 """
 
 import dagster as dg
+from pydantic import Field
 
 from mlops_assets.defs import groups
 from mlops_assets.defs.common import OWNER, max_runtime
@@ -149,9 +150,10 @@ class StartRolloutConfig(dg.Config):
     mode: str = CANARY
     steps: list[float] | None = None  # None: the mode's default steps
     min_requests_per_arm: int = 500
-    settle_seconds: float = (
-        30.0  # a step ignores rows of its first seconds (servers still on the old weights)
-    )
+    # A step ignores the rows of its first seconds (servers still routing by the old weights).
+    settle_seconds: float = 30.0
+    # RolloutGuards fields to override, e.g. {"max_p99_latency_ms": 250}.
+    guards: dict[str, float] = Field(default_factory=dict)
 
 
 @dg.op(description="Start a canary or shadow rollout: @candidate and the rollout tag, audited.")
