@@ -25,9 +25,22 @@ pytestmark = pytest.mark.serving
 
 
 @pytest.fixture(scope="module")
-def batch_scored(first_training, test_defs, test_resources, lakehouse):
-    """Eight days scored by the current @champion: (champion version, pandas rows of features + batch score)."""
+def builtin_champion(first_training) -> str:
+    """``@champion`` = the suite's first trained version, on the built-in contract. Earlier modules of the group
+    may have promoted a model trained on an external table with other features (as a user could)."""
     assert first_training.success
+    [version] = [
+        e.event_specific_data.materialization.metadata["model_version"].value
+        for e in first_training.get_asset_materialization_events()
+        if e.asset_key.to_user_string() == "ml/churn_model"
+    ]
+    ModelRegistry(os.environ["MLFLOW_TRACKING_URI"], MODEL_NAME).set_alias(CHAMPION, version)
+    return version
+
+
+@pytest.fixture(scope="module")
+def batch_scored(builtin_champion, test_defs, test_resources, lakehouse):
+    """Eight days scored by @champion: (champion version, pandas rows of features + batch score)."""
     start, end = TEST_END - timedelta(days=9), TEST_END - timedelta(days=2)
     result = test_defs.resolve_job_def("daily_scoring").execute_in_process(tags=range_tags(start, end))
     assert result.success
@@ -119,7 +132,7 @@ def test_online_scores_equal_batch_predictions_and_skew_is_caught_by_feature(
 
 
 def test_a_shadow_rollout_runs_end_to_end_through_the_real_service(
-    first_training, test_defs, test_resources, lakehouse, tmp_path
+    builtin_champion, test_defs, test_resources, lakehouse, tmp_path
 ) -> None:
     """Start (audited) -> the real service scores the shadow beside @champion -> the request log is ingested and
     the step judged by the real jobs -> completed without promoting, @candidate gone, every decision audited."""
@@ -129,9 +142,8 @@ def test_a_shadow_rollout_runs_end_to_end_through_the_real_service(
     from mlops_assets.ml.mlflow_model import CANDIDATE
     from mlops_assets_tests.small_lakehouse import project_experiment
 
-    assert first_training.success
     registry = ModelRegistry(os.environ["MLFLOW_TRACKING_URI"], MODEL_NAME)
-    champion = registry.alias_version(CHAMPION)
+    champion = builtin_champion
     contract = test_resources["feature_set"].contract()
     example = lakehouse.read(FEATURES).limit(5).toPandas()
     with mlflow.start_run(
@@ -167,6 +179,9 @@ def test_a_shadow_rollout_runs_end_to_end_through_the_real_service(
         assert {p["arm"] for r in sent if r.status == 200 for p in r.body["predictions"]} == {"champion"}
     step = test_defs.resolve_job_def("rollout_step_job").execute_in_process()
     assert step.success
-    audit = lakehouse.read(PROMOTION_AUDIT).where(F.col("to_version") == twin).orderBy("decided_at").collect()
+    audit = lakehouse.read(PROMOTION_AUDIT).where(
+        (F.col("model_name") == MODEL_NAME) & (F.col("to_version") == twin)
+    )
+    audit = audit.orderBy("decided_at").collect()
     assert [r["decision"] for r in audit] == ["rollout_started", "rollout_shadow_passed"], audit
     assert registry.alias_version(CHAMPION) == champion and registry.alias_version(CANDIDATE) is None

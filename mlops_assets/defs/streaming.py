@@ -226,6 +226,7 @@ score_events_job = dg.define_asset_job(
     name="score_events_job",
     selection=dg.AssetSelection.assets(SCORE_EVENTS_KEY),
     partitions_def=daily_partitions,
+    tags=max_runtime(hours=0.5),
     description="Append a day's events to stream/score_events (what a producer would send; idempotent per day).",
 )
 
