@@ -38,6 +38,7 @@ from mlops_assets.serving.validation import InputSchema, RequestInvalid, Scoring
 log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 256
+DRAIN_FACTOR = 16
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -176,17 +177,20 @@ class ScoringService:
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:
-    """The body, or None once it passes ``limit`` bytes (read no further)."""
+    """The body, or None once it passes ``limit`` bytes. An oversized body is still drained (discarded) up to
+    ``DRAIN_FACTOR`` times the limit, so the client, still sending, gets its 413 instead of a broken pipe; a
+    body beyond that is cut off."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isdigit() and int(declared) > DRAIN_FACTOR * limit:
         return None
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > limit:
+        if size > DRAIN_FACTOR * limit:
             return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+        if size <= limit:
+            chunks.append(chunk)
+    return None if size > limit else b"".join(chunks)
 
 
 def create_app(service: ScoringService) -> FastAPI:
