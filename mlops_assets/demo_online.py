@@ -8,7 +8,6 @@ is its own process, as ``make serve`` starts it.
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import socket
@@ -27,7 +26,7 @@ from pyspark.sql import functions as F
 
 from mlops_assets.lakehouse.catalog import FEATURES, PREDICTIONS
 from mlops_assets.ml.contract import FeatureSetContract
-from mlops_assets.ml.training import as_text
+from mlops_assets.serving.scorer import offline_records
 
 MODEL = "churn_model"
 CUSTOMERS = 500
@@ -51,23 +50,12 @@ def _call(url: str, body: Any = None) -> tuple[int, dict, int]:
 
 
 def instances_for(rows: list[dict], contract: FeatureSetContract) -> list[dict]:
-    """Feature rows as a client sends them: numbers or null, categories as strings or null."""
-    out = []
-    for row in rows:
-        instance: dict[str, Any] = {
-            contract.entity_key: str(row["entity"]),
-            contract.as_of: row["as_of"].isoformat(),
-        }
-        for name in contract.numerical:
-            value = row[name]
-            instance[name] = (
-                None if value is None or (isinstance(value, float) and math.isnan(value)) else value
-            )
-        for name in contract.categorical:
-            text = as_text(pd.Series([row[name]], dtype=object)).iloc[0]
-            instance[name] = text if isinstance(text, str) else None
-        out.append(instance)
-    return out
+    """Feature rows as a client sends them, with the entity and the as-of date."""
+    features = offline_records(pd.DataFrame(rows), contract.numerical, contract.categorical)
+    return [
+        {contract.entity_key: str(row["entity"]), contract.as_of: row["as_of"].isoformat(), **values}
+        for row, values in zip(rows, features, strict=True)
+    ]
 
 
 def latest_scored(delta, contract: FeatureSetContract) -> tuple[date, list[dict]]:

@@ -14,10 +14,9 @@ from mlops_assets.defs import groups
 from mlops_assets.defs.common import OWNER, max_runtime
 from mlops_assets.lakehouse.catalog import FEATURES, INFERENCE_LOG, PREDICTIONS
 from mlops_assets.lakehouse.inference_log import ingest_request_log
-from mlops_assets.ml.training import as_text
 from mlops_assets.resources import FeatureSetResource, LakehouseResource, MlflowTrackingResource
 from mlops_assets.serving.request_log import request_log_dir
-from mlops_assets.serving.scorer import record_scorer
+from mlops_assets.serving.scorer import offline_records, record_scorer
 from mlops_assets.serving.skew import compare_features, with_replay
 
 INFERENCE_LOG_KEY = dg.AssetKey(INFERENCE_LOG.asset_key_path)
@@ -47,15 +46,6 @@ def inference_log(context: dg.AssetExecutionContext, lakehouse: LakehouseResourc
         f"{result.skipped_files} already in the table)"
     )
     return dg.MaterializeResult(metadata={**result.metadata(), "request_log_dir": directory})
-
-
-def _offline_records(rows, numerical: list[str], categorical: list[str]) -> list[dict]:
-    """Offline feature rows as the service receives them: numbers or None, category strings or None."""
-    frame = rows.copy()
-    for name in categorical:
-        frame[name] = as_text(frame[name])
-    records = frame[numerical + categorical].astype(object).where(frame.notna(), None).to_dict("records")
-    return [{k: (float(v) if k in numerical and v is not None else v) for k, v in r.items()} for r in records]
 
 
 @dg.asset_check(
@@ -90,7 +80,7 @@ def train_serving_skew(
     )
     online = [json.loads(f) for f in pairs["features"]]
     report = compare_features(
-        online, _offline_records(pairs, numerical, categorical), numerical, categorical, MAX_MISMATCH_SHARE
+        online, offline_records(pairs, numerical, categorical), numerical, categorical, MAX_MISMATCH_SHARE
     )
     if delta.exists(PREDICTIONS):
         predictions = delta.read(PREDICTIONS)
@@ -107,7 +97,7 @@ def train_serving_skew(
         online_scores, batch_scores = [], []
         for version, rows in replay.groupby("model_version"):
             scorer = record_scorer(registry.load(str(version)))
-            online_scores.append(scorer.scores(_offline_records(rows, numerical, categorical)))
+            online_scores.append(scorer.scores(offline_records(rows, numerical, categorical)))
             batch_scores.append(rows["score"].to_numpy())
         if batch_scores:
             report = with_replay(report, np.concatenate(online_scores), np.concatenate(batch_scores))

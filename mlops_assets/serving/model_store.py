@@ -19,13 +19,12 @@ from typing import Any
 import numpy as np
 
 from mlops_assets.ml.families import AnyChurnModel, known_categories
+from mlops_assets.ml.mlflow_model import CANDIDATE, CHAMPION
 from mlops_assets.serving.assignment import assign_arm
 from mlops_assets.serving.rollout import CHAMPION_ARM, ROLLOUT_TAG, SHADOW, SHADOW_ARM, Rollout
 from mlops_assets.serving.scorer import RecordScorer, record_scorer
 
 log = logging.getLogger(__name__)
-
-CHAMPION_ALIAS, CANDIDATE_ALIAS = "champion", "candidate"
 
 
 @dataclass(frozen=True)
@@ -119,13 +118,11 @@ class ModelStore:
 
     def refresh(self) -> ServingState:
         aliases, tags = self._read()
-        champion_version = aliases.get(CHAMPION_ALIAS)
+        champion_version = aliases.get(CHAMPION)
         if champion_version is None:
-            raise LookupError(
-                f"model {self.model_name!r} has no @{CHAMPION_ALIAS}; train and promote one first"
-            )
+            raise LookupError(f"model {self.model_name!r} has no @{CHAMPION}; train and promote one first")
         rollout = Rollout.from_json(tags[ROLLOUT_TAG]) if ROLLOUT_TAG in tags else None
-        candidate_version = aliases.get(CANDIDATE_ALIAS)
+        candidate_version = aliases.get(CANDIDATE)
         active = (
             rollout is not None
             and rollout.running

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+import pandas as pd
 
 from mlops_assets.ml.families import AnyChurnModel, ConstantChurnModel, LinearChurnModel
-from mlops_assets.ml.training import ChurnModel
+from mlops_assets.ml.training import ChurnModel, as_text
 
 Record = Mapping[str, Any]  # feature name -> a validated value (float, str or None)
 
@@ -109,6 +110,16 @@ class ConstantScorer:
 
     def scores(self, records: Sequence[Record]) -> np.ndarray:
         return np.full(len(records), self.model.rate)
+
+
+def offline_records(frame: pd.DataFrame, numerical: Sequence[str], categorical: Sequence[str]) -> list[dict]:
+    """Offline feature rows as the service receives them: numbers as floats or None, categories as the
+    strings batch scoring compares (``as_text``) or None."""
+    out = frame[[*numerical, *categorical]].copy()
+    for name in categorical:
+        out[name] = as_text(out[name])
+    records = out.astype(object).where(out.notna(), None).to_dict("records")
+    return [{k: (float(v) if k in numerical and v is not None else v) for k, v in r.items()} for r in records]
 
 
 def record_scorer(model: AnyChurnModel) -> RecordScorer:
