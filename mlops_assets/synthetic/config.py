@@ -1,5 +1,5 @@
 """The source's public vocabulary and configuration: plans, regions, devices, the landing file names, drift
-scenarios, dirt rates, ``SourceConfig`` and the ``Simulation`` it produces."""
+scenarios, dirt rates, the retention treatment, ``SourceConfig`` and the ``Simulation`` it produces."""
 
 from __future__ import annotations
 
@@ -43,6 +43,14 @@ BILLING_COLUMNS: tuple[str, ...] = (
     "event_type",
     "amount",
     "payment_method",
+)
+CONTACT_COLUMNS: tuple[str, ...] = (
+    "customer_id",
+    "contact_date",
+    "applied",
+    "latent_risk",
+    "effect",
+    "saved_on",
 )
 LANDING_FILES: dict[str, str] = {
     "customers": "customers.csv",
@@ -132,6 +140,28 @@ class DirtConfig:
 
 
 @dataclass(frozen=True)
+class TreatmentConfig:
+    """How strongly a retention contact works: the truth an uplift experiment should recover.
+
+    A contact of a customer with latent risk r (``1 - momentum``, clipped to [0, 1]) on day c multiplies their
+    daily churn probability by ``1 - effect_scale * r`` on days c+1 .. c+``effect_days``: contacting an engaged
+    customer does nothing, contacting a disengaging one sometimes keeps them.
+    """
+
+    effect_scale: float = 0.6
+    effect_days: int = 30
+
+    def __post_init__(self) -> None:
+        _check_rate("", "effect_scale", self.effect_scale)
+        _check_effect_days("", self.effect_days)
+
+
+def _check_effect_days(owner: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{owner}effect_days must be an integer >= 1, got {value!r}")
+
+
+@dataclass(frozen=True)
 class SourceConfig:
     """Everything that determines the simulated source; equal configs give identical data.
 
@@ -146,6 +176,7 @@ class SourceConfig:
     scenario: str = "none"
     drift_start: date | None = None
     dirt: DirtConfig = DirtConfig()
+    treatment: TreatmentConfig = TreatmentConfig()
 
     def __post_init__(self) -> None:
         for name in ("seed", "initial_customers", "daily_signups"):
@@ -164,6 +195,10 @@ class SourceConfig:
             raise ValueError(f"dirt must be a DirtConfig, got {self.dirt!r}")
         for f in fields(self.dirt):
             _check_rate("dirt.", f.name, getattr(self.dirt, f.name))
+        if not isinstance(self.treatment, TreatmentConfig):
+            raise ValueError(f"treatment must be a TreatmentConfig, got {self.treatment!r}")
+        _check_rate("treatment.", "effect_scale", self.treatment.effect_scale)
+        _check_effect_days("treatment.", self.treatment.effect_days)
 
     @property
     def effective_drift_start(self) -> date:
@@ -171,6 +206,20 @@ class SourceConfig:
         if self.drift_start is not None:
             return self.drift_start
         return self.start_date + timedelta(days=DEFAULT_DRIFT_OFFSET_DAYS)
+
+
+def empty_contacts() -> pd.DataFrame:
+    """The contacts frame of a simulation given no contacts, typed like a non-empty one."""
+    return pd.DataFrame(
+        {
+            "customer_id": pd.Series(dtype=object),
+            "contact_date": pd.Series(dtype=object),
+            "applied": pd.Series(dtype=bool),
+            "latent_risk": pd.Series(dtype=np.float64),
+            "effect": pd.Series(dtype=np.float64),
+            "saved_on": pd.Series(dtype=object),
+        }
+    )
 
 
 @dataclass
@@ -185,3 +234,8 @@ class Simulation:
         default_factory=lambda: pd.DataFrame(columns=list(CUSTOMER_COLUMNS))
     )
     """Every customers.csv record: sign-ups and plan changes, with the attributes as of ``updated_at``."""
+    contacts: pd.DataFrame = field(default_factory=empty_contacts)
+    """One row per retention contact given to ``simulate``, with its true effect (see ``CONTACT_COLUMNS``):
+    ``applied`` (the day was simulated and the customer active at its end), ``latent_risk`` (NaN if not
+    applied), ``effect`` (the hazard reduction, 0 if not applied) and ``saved_on`` (the first day the contact
+    kept them from churning, else None)."""

@@ -20,6 +20,8 @@ _STREAM_BILLING = 5
 _STREAM_CHURN = 6
 _STREAM_PLAN = 7
 _STREAM_DRIFT = 8
+# Retention contacts' save draws: a stream of their own so a run without contacts draws exactly as before.
+_STREAM_TREATMENT = 9
 _STREAM_LATE = 20
 _STREAM_DIRT = {"customers": 21, "usage_events": 22, "billing_events": 23}
 _STREAM_NULL_SPIKE = 24

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,7 @@ from mlops_assets.synthetic.parameters import (
     _usage_multiplier_and_extra,
 )
 from mlops_assets.synthetic.state import _Recorder, _State
+from mlops_assets.synthetic.treatment import _Treatment
 
 
 class SyntheticSource:
@@ -85,13 +87,17 @@ class SyntheticSource:
     # Simulation
     # ----------------------------------------------------------------------------------------------------
 
-    def simulate(self, end_date: date) -> Simulation:
-        """Clean ground truth from start_date through end_date inclusive."""
+    def simulate(self, end_date: date, contacts: Mapping[date, Iterable[str]] | None = None) -> Simulation:
+        """Clean ground truth from start_date through end_date inclusive.
+
+        ``contacts`` maps a day to the ids of customers given a retention contact at its end (see
+        ``TreatmentConfig``); ``Simulation.contacts`` records each one's true effect."""
         cfg = self.config
         if not isinstance(end_date, date) or end_date < cfg.start_date:
             raise ValueError(
                 f"end_date must be a date on or after start_date {cfg.start_date}, got {end_date!r}"
             )
+        treatment = _Treatment(cfg, contacts)
         start = cfg.start_date.toordinal()
         end = end_date.toordinal()
         state = _State(cfg.initial_customers + cfg.daily_signups * (end - start + 1) + 64)
@@ -112,8 +118,11 @@ class SyntheticSource:
             (initial_ids, np.full(state.n, start), secs, state.plan[: state.n].astype(np.int64))
         )
         for ordinal in range(start, end + 1):
-            self._step(state, ordinal, recorder)
-        return self._build_simulation(state, recorder)
+            self._step(state, ordinal, recorder, treatment)
+            treatment.contact(state, ordinal)
+        sim = self._build_simulation(state, recorder)
+        sim.contacts = treatment.frame()
+        return sim
 
     def _add_customers(
         self, state: _State, rng: np.random.Generator, signup_ords: np.ndarray, now: int
@@ -157,6 +166,7 @@ class SyntheticSource:
         state.ewm_tickets[sl] = 0.0
         state.fails[sl] = 0.0
         state.retry_ord[sl] = -1
+        state.treat_until_ord[sl] = -1
         state.active[sl] = True
         state.updated_ord[sl] = now
         state.updated_sec[sl] = 0
@@ -184,7 +194,9 @@ class SyntheticSource:
             )
         return 1.0 / (1.0 + np.exp(-logit))
 
-    def _step(self, state: _State, ordinal: int, rec: _Recorder | None) -> None:
+    def _step(
+        self, state: _State, ordinal: int, rec: _Recorder | None, treatment: _Treatment | None = None
+    ) -> None:
         """Advance one day. ``rec is None`` is the unrecorded warm-up, where churners are replaced."""
         cfg = self.config
         seed = cfg.seed
@@ -217,6 +229,8 @@ class SyntheticSource:
         p = self._hazard(state, existing, ordinal, concept)
         churned = existing[c_rng.random(existing.size) < p]
         cancel_secs = c_rng.integers(0, 86400, size=churned.size)
+        if treatment is not None:  # a contacted churner may be kept (their own draw, so others keep theirs)
+            churned, cancel_secs = treatment.save(state, ordinal, churned, cancel_secs)
         if warmup:
             self._reset_behaviour(state, churned)
         else:
@@ -421,11 +435,13 @@ class SyntheticSource:
     # Landing files
     # ----------------------------------------------------------------------------------------------------
 
-    def write_landing(self, root: Path, days: Iterable[date]) -> dict[date, dict[str, Path]]:
+    def write_landing(
+        self, root: Path, days: Iterable[date], contacts: Mapping[date, Iterable[str]] | None = None
+    ) -> dict[date, dict[str, Path]]:
         """Write root/<YYYY-MM-DD>/{customers.csv, usage_events.jsonl, billing_events.csv} for each day.
 
         Simulates once up to the last day. Each file is written to a temp file and renamed into place, so a
         killed writer never leaves half a file, and re-writing a day yields byte-identical files.
-        Returns {day: {"customers" | "usage_events" | "billing_events": path}}.
+        Returns {day: {"customers" | "usage_events" | "billing_events": path}}. ``contacts`` as in ``simulate``.
         """
-        return write_landing_files(self.config, self.simulate, root, days)
+        return write_landing_files(self.config, partial(self.simulate, contacts=contacts), root, days)

@@ -18,6 +18,16 @@ Design notes:
 * Covariate-shift scenarios change what the source *reports* (minutes, sessions, device), not the latent
   behaviour that drives churn, so every other column is exactly as in ``"none"``. ``null_spike`` is a broken
   export and only touches the landing files. ``concept_shift`` changes the churn hazard itself.
+* Retention contacts are an input (``simulate(end, contacts={day: ids})``) so uplift experiments have a known
+  truth. A customer's latent *risk* is ``1 - momentum`` (0 while engaged, near 1 deep into disengagement); a
+  contact at the end of day c multiplies their churn hazard by ``1 - effect_scale * risk`` for ``effect_days``
+  days (``TreatmentConfig``). It works as a separate *save* draw on its own stream, indexed by customer, after
+  the usual churn draw: without contacts no stream draws anything new, so the data stays bit-identical to a
+  source without treatment; whether one customer is kept does not depend on who else was contacted; and a
+  kept customer is one the very same draws would have lost, so churn with and without a contact are coupled
+  (after a save the kept customer's further days shift other customers' positional draws, as any churn
+  does, so later days match the no-contact run in distribution, not draw for draw). ``Simulation.contacts``
+  records each contact's risk, effect and save day.
 * In ``Simulation`` frames, date columns hold ``datetime.date`` objects and timestamp columns are pandas
   ``datetime64[ns]``.
 """
@@ -25,6 +35,7 @@ Design notes:
 from mlops_assets.synthetic.config import (
     BILLING_COLUMNS,
     CHANNELS,
+    CONTACT_COLUMNS,
     CUSTOMER_COLUMNS,
     DEVICES,
     EVENT_TYPES,
@@ -39,12 +50,14 @@ from mlops_assets.synthetic.config import (
     DriftScenario,
     Simulation,
     SourceConfig,
+    TreatmentConfig,
 )
 from mlops_assets.synthetic.simulation import SyntheticSource
 
 __all__ = [
     "BILLING_COLUMNS",
     "CHANNELS",
+    "CONTACT_COLUMNS",
     "CUSTOMER_COLUMNS",
     "DEVICES",
     "EVENT_TYPES",
@@ -60,4 +73,5 @@ __all__ = [
     "Simulation",
     "SourceConfig",
     "SyntheticSource",
+    "TreatmentConfig",
 ]

@@ -33,6 +33,9 @@ _STATE_ARRAYS: dict[str, type] = {
     "active": np.bool_,
     "updated_ord": np.int64,
     "updated_sec": np.int64,
+    # Retention treatment: the last day of the customer's contact window (-1: none) and its hazard reduction.
+    "treat_until_ord": np.int64,
+    "treat_effect": np.float64,
 }
 
 
