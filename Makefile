@@ -20,7 +20,7 @@ DAGSTER_PORT ?= 3000
 MLFLOW_PORT ?= 5000
 TEST_WORKERS ?= 2
 
-.PHONY: install browser hey demo test dev serve lint format bench clean home manifest mlflow rollback dbt restore history connect-server canary shadow rollout-status rollout-abort
+.PHONY: install browser hey demo experiment experiment-dev test dev serve lint format bench clean home manifest mlflow rollback dbt restore history connect-server canary shadow rollout-status rollout-abort
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,20 @@ home:
 
 demo: install home
 	$(BIN)/python -m mlops_assets.cli demo
+
+# One experiment (mlops_assets/experiments/specs/retention_offer.yaml) from plan to decision, in its own
+# instance, lakehouse and MLflow store under var/experiment (a larger source population than the demo's).
+EXPERIMENT_HOME := $(CURDIR)/var/experiment
+EXPERIMENT_ENV := DAGSTER_HOME=$(EXPERIMENT_HOME)/dagster_home LAKEHOUSE_ROOT=$(EXPERIMENT_HOME)/lakehouse \
+	MLFLOW_TRACKING_URI=sqlite:///$(EXPERIMENT_HOME)/mlflow/mlflow.db
+experiment: install
+	mkdir -p "$(EXPERIMENT_HOME)/dagster_home" "$(EXPERIMENT_HOME)/lakehouse" "$(EXPERIMENT_HOME)/mlflow"
+	cp dagster.yaml "$(EXPERIMENT_HOME)/dagster_home/dagster.yaml"
+	$(EXPERIMENT_ENV) $(BIN)/python -m mlops_assets.cli experiment
+
+# The Dagster UI on the experiment's instance (after `make experiment`).
+experiment-dev: install
+	$(EXPERIMENT_ENV) PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT)
 
 # Two pytest-xdist workers, one whole module group each at a time (see mlops_assets_tests/conftest.py);
 # TEST_WORKERS=0 runs the suite in one process.

@@ -405,6 +405,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     demo_parser = sub.add_parser("demo", help="run the lifecycle end to end on the local instance")
     demo_parser.add_argument("--days", type=int, default=DEMO_DAYS, help="days of data to backfill")
+    sub.add_parser("experiment", help="one experiment from plan to decision (make experiment)")
     sub.add_parser("rollback", help="restore the previous @champion (audited)")
     restore_parser = sub.add_parser("restore", help="restore a Delta table to an earlier version (audited)")
     restore_parser.add_argument("--table", required=True, help="<layer>.<name>, e.g. gold.fct_usage_daily")
@@ -428,6 +429,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "demo":
         demo(args.days)
+    elif args.command == "experiment":
+        from mlops_assets.demo_experiment import run
+
+        run(dg.DagsterInstance.get())
     elif args.command == "rollback":
         _run("rollback_champion", dg.DagsterInstance.get())
     elif args.command == "restore":

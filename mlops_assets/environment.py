@@ -11,6 +11,7 @@ from dagster_dbt import DbtCliResource
 from mlops_assets.compute import DatabricksJob, SparkStepRunner
 from mlops_assets.resources import (
     AlertWebhookResource,
+    ExperimentResource,
     FeatureSetResource,
     LakehouseResource,
     MlflowTrackingResource,
@@ -83,6 +84,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
         "compute": compute_runner(settings, lakehouse),
         "source": SyntheticSourceResource(),
         "quality": QualityThresholds(),
+        "experiment": ExperimentResource(),
         "feature_set": FeatureSetResource(
             start_date=settings.start_date.isoformat(),
             **({"contract_path": settings.feature_contract} if settings.feature_contract else {}),

@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import mlflow
@@ -31,12 +32,16 @@ from mlops_assets.monitoring.severity import DriftThresholds, PerformanceThresho
 from mlops_assets.settings import (
     DBT_PROJECT_DIR,
     DEFAULT_CONTRACT,
+    DEFAULT_EXPERIMENT_SPEC,
     DEFAULT_START_DATE,
     START_DATE_VARIABLE,
     SettingsError,
     check_spark_engine,
 )
 from mlops_assets.synthetic.source import SCENARIOS, DirtConfig, SourceConfig, SyntheticSource
+
+if TYPE_CHECKING:
+    from mlops_assets.experiments.spec import ExperimentSpec
 
 
 class SparkResource(dg.ConfigurableResource):
@@ -83,6 +88,11 @@ class LakehouseResource(dg.ConfigurableResource):
     @property
     def landing_root(self) -> str:
         return f"{self.root}/landing"
+
+    @property
+    def outbound_root(self) -> str:
+        """What the lakehouse hands back to the source system (the experiments' contact lists)."""
+        return f"{self.root}/outbound"
 
     @property
     def max_landing_file_bytes(self) -> int:
@@ -150,6 +160,18 @@ class SyntheticSourceResource(dg.ConfigurableResource):
                 dirt=DirtConfig() if self.dirty else DirtConfig.clean(),
             )
         )
+
+
+class ExperimentResource(dg.ConfigurableResource):
+    """The experiment the experiments/* assets run: a YAML spec (``mlops_assets.experiments.spec``), checked
+    when read; errors name the field."""
+
+    spec_path: str = str(DEFAULT_EXPERIMENT_SPEC)
+
+    def spec(self) -> "ExperimentSpec":
+        from mlops_assets.experiments.spec import ExperimentSpec
+
+        return ExperimentSpec.from_yaml(self.spec_path)
 
 
 class QualityThresholds(dg.ConfigurableResource):

@@ -34,6 +34,7 @@ VAR_DIR = PROJECT_ROOT / "var"
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 # The built-in feature-set contract (FEATURE_CONTRACT names another).
 DEFAULT_CONTRACT = Path(__file__).parent / "contracts" / "churn_features.yaml"
+DEFAULT_EXPERIMENT_SPEC = Path(__file__).parent / "experiments" / "specs" / "retention_offer.yaml"
 ENVIRONMENTS = ("local", "pipes", "databricks")
 # What MLOPS_ENV=databricks needs; the token is checked for presence only (it is read through dg.EnvVar).
 DATABRICKS_VARIABLES = {

@@ -17,6 +17,7 @@ SCORING = "10_scoring"
 MONITORING = "11_monitoring"
 SERVING = "12_serving"
 STREAMING = "13_streaming"
+EXPERIMENTS = "14_experiments"
 
 LIFECYCLE = (
     LANDING,
@@ -32,4 +33,5 @@ LIFECYCLE = (
     MONITORING,
     SERVING,
     STREAMING,
+    EXPERIMENTS,
 )

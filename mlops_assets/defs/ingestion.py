@@ -6,6 +6,7 @@ import dagster as dg
 
 from mlops_assets.defs import groups
 from mlops_assets.defs.common import IDEMPOTENT_RETRY, OWNER, partition_days, replace_run_partitions
+from mlops_assets.experiments.outbound import read_contact_exports
 from mlops_assets.lakehouse.catalog import BRONZE
 from mlops_assets.lakehouse.entities import ENTITIES, EntitySpec
 from mlops_assets.lakehouse.ingest import LandingFileError, LandingSchemaError, landing_files, to_bronze
@@ -29,8 +30,13 @@ def landing_daily_files(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource, source: SyntheticSourceResource
 ) -> dg.MaterializeResult:
     days = partition_days(context)
-    context.log.info(f"Simulating the source system through {days[-1]} ({len(days)} day(s) to write)")
-    written = source.source().write_landing(lakehouse.landing_root, days)
+    # The source system reads the contact lists the experiments exported (none outside an experiment).
+    contacts = read_contact_exports(lakehouse.outbound_root)
+    context.log.info(
+        f"Simulating the source system through {days[-1]} ({len(days)} day(s) to write; "
+        f"{sum(map(len, contacts.values()))} experiment contact(s) exported to it)"
+    )
+    written = source.source().write_landing(lakehouse.landing_root, days, contacts=contacts or None)
     files = [str(p) for day in written.values() for p in day.values()]
     return dg.MaterializeResult(
         metadata={

@@ -33,6 +33,10 @@ INFERENCE_LOG_QUARANTINE = TableRef("quarantine", "inference_log")
 SCORE_EVENTS = TableRef("stream", "score_events")
 STREAM_PREDICTIONS = TableRef("ml", "stream_predictions")
 STREAM_DEAD_LETTER = TableRef("ml", "stream_dead_letter")
+# Experiments: every enrolled unit (arm, wave, scores, contacted), each wave's contact list, and each day's readout.
+EXPERIMENT_UNITS = TableRef("experiments", "units")
+EXPERIMENT_CONTACTS = TableRef("experiments", "contacts")
+EXPERIMENT_READOUTS = TableRef("experiments", "readouts")
 
 # In lifecycle order (what `python -m mlops_assets.cli demo` lists).
 LIFECYCLE_TABLES: tuple[TableRef, ...] = (
@@ -50,4 +54,7 @@ LIFECYCLE_TABLES: tuple[TableRef, ...] = (
     SCORE_EVENTS,
     STREAM_PREDICTIONS,
     STREAM_DEAD_LETTER,
+    EXPERIMENT_UNITS,
+    EXPERIMENT_CONTACTS,
+    EXPERIMENT_READOUTS,
 )

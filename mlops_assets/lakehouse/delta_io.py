@@ -90,7 +90,14 @@ class DeltaLakehouse:
             writer.save(self.locator.path(ref))
 
     def replace_partitions(
-        self, df: DataFrame, ref: TableRef, start: date, end: date, *, merge_schema: bool = False
+        self,
+        df: DataFrame,
+        ref: TableRef,
+        start: date,
+        end: date,
+        *,
+        merge_schema: bool = False,
+        only: tuple[str, str] | None = None,
     ) -> CommitInfo:
         """Atomically replace partitions start..end (inclusive) of a table partitioned by date.
 
@@ -98,11 +105,22 @@ class DeltaLakehouse:
         earlier commit). Delta makes no commit for an empty write over partitions that held nothing: then
         the result says so (operation ``NONE``, 0 rows, the table's unchanged version). ``merge_schema``
         lets the write add new (nullable) columns to an existing table; rows already there read them as null.
+        ``only = (column, value)`` narrows the replacement to those partitions' rows holding ``value`` (one
+        experiment's rows of a table several experiments share); ``value`` must be a plain identifier.
         """
         condition = (
             f"{PARTITION_COLUMN} >= '{start.isoformat()}' AND {PARTITION_COLUMN} <= '{end.isoformat()}'"
         )
-        outside = df.where(~F.col(PARTITION_COLUMN).between(F.lit(start), F.lit(end))).limit(1).count()
+        inside = F.col(PARTITION_COLUMN).between(F.lit(start), F.lit(end))
+        if only is not None:
+            column, value = only
+            if not all(c.isalnum() or c in "-_." for c in value):
+                raise ValueError(
+                    f"{ref}: replace_partitions(only=...) value {value!r} is not a plain identifier"
+                )
+            condition += f" AND {column} = '{value}'"
+            inside = inside & (F.col(column) == F.lit(value))
+        outside = df.where(~inside).limit(1).count()
         if outside:
             raise ValueError(f"{ref}: rows outside the partitions being replaced ({start}..{end})")
         token = f"replace_partitions {start.isoformat()}..{end.isoformat()} {uuid.uuid4().hex}"

@@ -22,6 +22,7 @@ LAYERS = (
     "monitoring",
     "serving",
     "stream",
+    "experiments",
 )
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 

@@ -31,8 +31,18 @@ ROLLOUT_ROLLED_BACK = "rollout_rolled_back"  # a guard failed: @candidate remove
 ROLLOUT_PROMOTED = "rollout_promoted"  # the last judged step passed: @champion moved to the candidate
 ROLLOUT_SHADOW_PASSED = "rollout_shadow_passed"  # a shadow rollout passed: nothing served, nothing promoted
 ROLLOUT_ABORTED = "rollout_aborted"  # stopped by hand: @candidate removed, @champion unchanged
+# Experiments (``mlops_assets.experiments``): from_version is the control arm's model, to_version the treatment's.
+EXPERIMENT_SHIPPED = (
+    "experiment_shipped"  # the experiment's decision was ship: @champion moved to the treatment
+)
+EXPERIMENT_KEPT = "experiment_kept"  # no significant difference at the planned horizon: @champion stays
+EXPERIMENT_STOPPED = "experiment_stopped"  # stopped for harm (worse churn or a guardrail): @champion stays
+EXPERIMENT_STALE = (
+    "experiment_stale"  # @champion moved during the experiment: its ship says nothing, not applied
+)
+EXPERIMENT_DECISIONS = (EXPERIMENT_SHIPPED, EXPERIMENT_KEPT, EXPERIMENT_STOPPED, EXPERIMENT_STALE)
 # Decisions that moved @champion forward from from_version: what a rollback can undo.
-CHAMPION_MOVES = (PROMOTED, ROLLOUT_PROMOTED)
+CHAMPION_MOVES = (PROMOTED, ROLLOUT_PROMOTED, EXPERIMENT_SHIPPED)
 
 
 @dataclass(frozen=True)
