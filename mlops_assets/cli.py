@@ -71,6 +71,7 @@ def _run(
             if event.is_failure:
                 # A step failure's message is generic; its error (e.g. why a rollback changed nothing) is not.
                 error = getattr(event.event_specific_data, "error", None)
+                error = (error.cause or error) if error is not None else None  # the step's own exception
                 detail = error.message.strip() if error is not None else event.message
                 print(f"[demo]   {event.step_key}: {detail}", file=sys.stderr)
         raise SystemExit(1)

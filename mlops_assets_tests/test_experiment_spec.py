@@ -47,7 +47,7 @@ def _problems(**changes) -> str:
 
 def test_the_shipped_spec_is_valid_and_its_plan_has_the_numbers():
     spec = ExperimentSpec.from_yaml(DEFAULT_EXPERIMENT_SPEC)
-    assert spec.wave_days == [date(2026, 4, 1) + timedelta(days=7 * i) for i in range(4)]
+    assert spec.wave_days == [date(2026, 5, 1) + timedelta(days=7 * i) for i in range(4)]
     assert spec.alpha_at_horizon == pytest.approx(0.04)
     plan = spec.plan(4100)
     assert plan.feasible and plan.required_per_arm > 1000

@@ -355,7 +355,7 @@ def experiment_readout(
         raise dg.Failure(f"billing is loaded through {newest}: load the lakehouse through {through} first")
     frame = churn_outcomes(units, billing, spec.horizon_days, through).toPandas()
     frame = frame.rename(columns={"customer_id": "unit"})
-    versions = {a.name: v for a, v in _arm_versions(frame, spec).items()}
+    versions = _arm_versions(frame)
     readout = analyze(frame, spec, through, versions)
     md, png = markdown(readout, spec), effects_png(readout)
     row = [(spec.name, through, readout.decision, _json(readout), through)]
@@ -396,9 +396,9 @@ def experiment_readout(
     )
 
 
-def _arm_versions(frame: pd.DataFrame, spec: ExperimentSpec) -> dict:
-    found = frame.dropna(subset=["model_version"]).groupby("arm")["model_version"].first().to_dict()
-    return {a: found[a.name] for a in spec.arms if a.name in found}
+def _arm_versions(frame: pd.DataFrame) -> dict[str, str]:
+    """Each arm's pinned model version (arms without a model have none)."""
+    return frame.dropna(subset=["model_version"]).groupby("arm")["model_version"].first().to_dict()
 
 
 def _json(readout: Readout) -> str:
@@ -422,7 +422,11 @@ experiment_analysis_job = dg.define_asset_job(
     description="The experiment's readout for a day; a final decision moves or keeps @champion, audited.",
 )
 
+# The daily readout, after the lakehouse (01:00) and scoring (03:00) schedules; on for a running experiment.
+experiment_readout_schedule = dg.build_schedule_from_partitioned_job(experiment_analysis_job, hour_of_day=5)
+
 defs = dg.Definitions(
     assets=[experiment_units, experiment_contacts, experiment_readout],
     jobs=[experiment_wave_job, experiment_analysis_job],
+    schedules=[experiment_readout_schedule],
 )
