@@ -186,6 +186,21 @@ def test_the_source_sees_the_contacts_and_later_waves_enroll_new_units_only(env,
     assert (first["effect"] >= 0).all() and first["effect"].max() > 0  # at-risk customers were contacted
 
 
+def test_a_rerun_wave_keeps_the_versions_the_experiment_pinned(env, wave_2):
+    registry = env["resources"]["mlflow_tracking"].registry()
+    registry.set_alias("challenger", env["champion"])  # @challenger moved: no valid challenger any more
+    try:
+        assert _wave(env["defs"], WAVE_1).success  # pinned by wave 2's rows, not read from the aliases
+    finally:
+        registry.set_alias("challenger", env["challenger"])
+    units = _units(env)
+    versions = units.dropna(subset=["model_version"]).groupby("arm")["model_version"].unique()
+    assert {k: list(v) for k, v in versions.items()} == {
+        "champion": [env["champion"]],
+        "challenger": [env["challenger"]],
+    }
+
+
 def test_the_readouts_decide_once_through_the_audited_path_and_land_in_mlflow(env, outcomes):
     defs, resources = env["defs"], env["resources"]
     analysis = defs.resolve_job_def("experiment_analysis_job")

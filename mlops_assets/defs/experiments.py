@@ -89,13 +89,13 @@ def _units(delta: DeltaLakehouse, spec: ExperimentSpec):
 
 
 def _pin_versions(
-    delta: DeltaLakehouse, registry: ModelRegistry, spec: ExperimentSpec, earlier
+    delta: DeltaLakehouse, registry: ModelRegistry, spec: ExperimentSpec, pinned_rows
 ) -> dict[str, str]:
-    """The model version of each role (champion, challenger), fixed at the first wave and read back after: a
-    model that moves mid-experiment would mix two treatments in one arm."""
-    if earlier is not None and earlier.limit(1).count():
-        first = earlier.orderBy("wave").first()
-        return {"champion": first["covariate_version"], **_roles_from_rows(earlier, spec)}
+    """The model version of each role (champion, challenger), fixed by the first wave run and read back from the
+    other waves' rows after: a model that moves mid-experiment would mix two treatments in one arm."""
+    if pinned_rows is not None and pinned_rows.limit(1).count():
+        first = pinned_rows.orderBy("wave").first()
+        return {"champion": first["covariate_version"], **_roles_from_rows(pinned_rows, spec)}
     champion = registry.require_alias(CHAMPION, "experiments/units")
     pins = {"champion": champion}
     if any(a.model == "challenger" for a in spec.arms):
@@ -144,7 +144,9 @@ def experiment_units(
     delta, contract, registry = lakehouse.delta(), feature_set.contract(), mlflow_tracking.registry()
     units = _units(delta, spec)
     earlier = units.where(F.col("wave") < F.lit(wave)) if units is not None else None
-    pins = _pin_versions(delta, registry, spec, earlier)
+    # Pinned by any other wave (a re-run of the first wave after later ones keeps their versions).
+    other_waves = units.where(F.col("wave") != F.lit(wave)) if units is not None else None
+    pins = _pin_versions(delta, registry, spec, other_waves)
     features = feature_set.read(lakehouse)
     if wave == spec.wave_days[0]:
         population = features.where(F.col(contract.as_of) == F.lit(wave)).count()
