@@ -110,6 +110,19 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(_TMP, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _suite_mlflow_store_restored():
+    """``mlflow.set_tracking_uri`` also writes ``os.environ["MLFLOW_TRACKING_URI"]``: a module that points MLflow
+    at a store of its own (the engine slices) must not leave the next module on its worker, which finds the
+    suite's store through that variable, pointed there."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if before is not None and os.environ.get("MLFLOW_TRACKING_URI") != before:
+        import mlflow
+
+        mlflow.set_tracking_uri(before)
+
+
 def range_tags(start: date, end: date) -> dict[str, str]:
     return {
         "dagster/asset_partition_range_start": start.isoformat(),
