@@ -48,21 +48,17 @@ def _materialization(result: dg.ExecuteInProcessResult, key: list[str]) -> dict:
 
 
 def _eligible_challengers(resources: dict) -> tuple[str | None, list[str]]:
-    """@champion, and the other versions whose newest promotion_gate verdict let them be shown to customers."""
+    """@champion, and the other versions the promotion gate let be shown to customers (the canary rule)."""
     from mlops_assets.ml.audit import read_audit
     from mlops_assets.ml.mlflow_model import CHAMPION
-    from mlops_assets.ml.promotion_ledger import GATE_DECISIONS, REFUSED
+    from mlops_assets.ml.promotion_ledger import GATE_DECISIONS
+    from mlops_assets.serving.rollout import CANARY, start_refusal
 
     registry = resources["mlflow_tracking"].registry()
     champion = registry.alias_version(CHAMPION)
-    latest: dict[str, tuple] = {}
-    for r in read_audit(resources["lakehouse"].delta(), registry.model_name):
-        if r.decision in GATE_DECISIONS and (
-            r.to_version not in latest or r.decided_at > latest[r.to_version][0]
-        ):
-            latest[r.to_version] = (r.decided_at, r.decision)
-    passed = [v for v, (_, decision) in latest.items() if decision != REFUSED and v != champion]
-    return champion, sorted(passed, key=int)
+    records = read_audit(resources["lakehouse"].delta(), registry.model_name)
+    judged = {r.to_version for r in records if r.decision in GATE_DECISIONS} - {champion}
+    return champion, sorted((v for v in judged if start_refusal(CANARY, v, records) is None), key=int)
 
 
 def _pick_challenger(resources: dict) -> tuple[str, str]:

@@ -257,5 +257,5 @@ def test_the_outbound_list_round_trips_and_replaces_itself(tmp_path):
     write_contact_export(tmp_path, day, "exp-1", [("C2", "champion"), ("C1", "challenger")])
     write_contact_export(tmp_path, day + timedelta(days=7), "exp-1", [("C3", "champion")])
     assert read_contact_exports(tmp_path) == {day: ["C1", "C2"], day + timedelta(days=7): ["C3"]}
-    assert not list((tmp_path / "contacts").glob(".tmp-*"))
+    assert not list((tmp_path / "contacts").glob(".*"))  # no temp file left
     assert read_contact_exports(tmp_path / "nowhere") == {}

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import mlops_assets.synthetic.landing as landing_module
+import mlops_assets.atomic_files as atomic_files
 from mlops_assets.synthetic.landing import RESEND_MAX_DAYS
 from mlops_assets.synthetic.source import (
     BILLING_COLUMNS,
@@ -437,7 +437,7 @@ def test_a_failed_write_leaves_the_previous_file_intact(
     def crash(*_args: object) -> None:
         raise OSError("killed mid-write")
 
-    monkeypatch.setattr(landing_module.os, "replace", crash)
+    monkeypatch.setattr(atomic_files.os, "replace", crash)
     with pytest.raises(OSError, match="killed"):
         SyntheticSource(SourceConfig(seed=2, initial_customers=200)).write_landing(tmp_path, [START])
     assert {table: path.read_bytes() for table, path in paths.items()} == before

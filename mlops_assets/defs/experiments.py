@@ -6,6 +6,7 @@ The logic is in ``mlops_assets.experiments`` (pure); this is the wiring. The run
 and after the waves ``experiment_analysis_job`` for any day (the readout of the outcomes known by then).
 """
 
+import json
 import tempfile
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -25,7 +26,7 @@ from mlops_assets.experiments.exposure import (
     with_arm,
 )
 from mlops_assets.experiments.outbound import write_contact_export
-from mlops_assets.experiments.readout import Readout, analyze
+from mlops_assets.experiments.readout import INVALID, Readout, analyze
 from mlops_assets.experiments.render import effects_png, markdown
 from mlops_assets.experiments.spec import ExperimentSpec, SpecError
 from mlops_assets.lakehouse.catalog import (
@@ -113,9 +114,12 @@ def _pin_versions(
     return pins
 
 
-def _roles_from_rows(earlier, spec: ExperimentSpec) -> dict[str, str]:
+def _roles_from_rows(pinned_rows, spec: ExperimentSpec) -> dict[str, str]:
     rows = (
-        earlier.where(F.col("model_version").isNotNull()).select("arm", "model_version").distinct().collect()
+        pinned_rows.where(F.col("model_version").isNotNull())
+        .select("arm", "model_version")
+        .distinct()
+        .collect()
     )
     by_arm = {r["arm"]: r["model_version"] for r in rows}
     return {a.model: by_arm[a.name] for a in spec.arms if a.model != "none" and a.name in by_arm}
@@ -377,7 +381,7 @@ def experiment_readout(
             f"{action.audit} (@champion {'moved to v' + action.to_version if action.move else 'unchanged'})"
         )
         context.log.info(f"{spec.name}: {applied}")
-    if readout.decision == "invalid":
+    if readout.decision == INVALID:
         context.log.error(f"{spec.name}: {readout.reasons[0]}")
     return dg.MaterializeResult(
         metadata={
@@ -404,8 +408,6 @@ def _arm_versions(frame: pd.DataFrame) -> dict[str, str]:
 
 
 def _json(readout: Readout) -> str:
-    import json
-
     return json.dumps(readout.to_dict(), sort_keys=True)
 
 

@@ -2,18 +2,19 @@
 
 Why files: the source is a separate system. The experiment's contacts asset exports each wave's list as a CSV
 under ``<root>/outbound/contacts/`` and the source reads that folder when it writes its next landing files, the
-way a real CRM picks up an export. Each file is written to a temporary name and renamed, so a killed writer
-never leaves half a list, and re-exporting a wave replaces its file with the same rows.
+way a real CRM picks up an export. Each file is written whole or not at all (``atomic_files``), so a killed
+writer never leaves half a list, and re-exporting a wave replaces its file with the same rows.
 """
 
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
+import io
 from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
+
+from mlops_assets.atomic_files import atomic_write
 
 CONTACTS_DIR = "contacts"
 COLUMNS = ("customer_id", "experiment", "arm")
@@ -27,19 +28,12 @@ def write_contact_export(
     outbound_root: str | Path, day: date, experiment: str, rows: Iterable[tuple[str, str]]
 ) -> Path:
     """Export ``day``'s contacts of ``experiment`` (``(customer_id, arm)`` pairs) atomically; returns the file."""
-    folder = contacts_folder(outbound_root)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{day.isoformat()}_{experiment}.csv"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".csv")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(COLUMNS)
-            writer.writerows((customer, experiment, arm) for customer, arm in sorted(rows))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    target = contacts_folder(outbound_root) / f"{day.isoformat()}_{experiment}.csv"
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(COLUMNS)
+    writer.writerows((customer, experiment, arm) for customer, arm in sorted(rows))
+    atomic_write(target, text.getvalue().encode())
     return target
 
 

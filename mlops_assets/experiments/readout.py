@@ -96,7 +96,7 @@ class Readout:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["through"] = self.through.isoformat()
-        return _json_safe(d)
+        return stats.json_safe(d)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Readout:
@@ -115,18 +115,6 @@ class Readout:
             reasons=tuple(d["reasons"]),
             versions=dict(d.get("versions") or {}),
         )
-
-
-def _json_safe(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {k: _json_safe(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_json_safe(x) for x in v]
-    if isinstance(v, float | np.floating):
-        return float(v) if np.isfinite(v) else None
-    if isinstance(v, np.integer):
-        return int(v)
-    return v
 
 
 def _float(v: Any) -> float:

@@ -28,7 +28,9 @@ IntOrArray = int | np.ndarray
 
 
 def json_safe(value: Any) -> Any:
-    """Python scalars and nested lists, with NaN and +-inf as None (strict JSON has neither)."""
+    """Python scalars and nested lists and dicts, with NaN and +-inf as None (strict JSON has neither)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, np.ndarray):
         return json_safe(value.tolist())
     if isinstance(value, list | tuple):

@@ -3,9 +3,6 @@ have (duplicates, late rows, nulls, malformed lines, out-of-range values, unknow
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -13,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlops_assets.atomic_files import atomic_write
 from mlops_assets.synthetic.config import LANDING_FILES, NULL_SPIKE_RATE, DirtConfig, Simulation, SourceConfig
 from mlops_assets.synthetic.frames import _iso_timestamps, _lookup, _ordinals_and_secs, _ordinals_of_dates
 from mlops_assets.synthetic.parameters import (
@@ -320,43 +318,6 @@ def _apply_line_dirt(
     return [lines[i] for i in order.tolist()]
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder and rename: readers see the old file or the new one.
-
-    The temp file's name carries the writer's pid, so a writer killed before its rename (SIGKILL runs no
-    cleanup) leaves a file the next write of the same path recognises as orphaned and removes; a live
-    concurrent writer's temp file is left alone."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for orphan in path.parent.glob(f".{path.name}.*.tmp"):
-        if not _writer_alive(orphan):
-            with contextlib.suppress(FileNotFoundError):
-                orphan.unlink()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _writer_alive(temp: Path) -> bool:
-    """Whether the process that named this temp file (``.<file>.<pid>.<random>.tmp``) still runs."""
-    try:
-        pid = int(temp.name.removesuffix(".tmp").rsplit(".", 2)[-2])
-        os.kill(pid, 0)
-    except (ValueError, IndexError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def write_landing_files(
     config: SourceConfig, simulate: Callable[[date], Simulation], root: Path | str, days: Iterable[date]
 ) -> dict[date, dict[str, Path]]:
@@ -374,7 +335,7 @@ def write_landing_files(
         paths: dict[str, Path] = {}
         for table, filename in LANDING_FILES.items():
             path = folder / filename
-            _atomic_write(path, renderer.render(table, d.toordinal()))
+            atomic_write(path, renderer.render(table, d.toordinal()))
             paths[table] = path
         written[d] = paths
     return written
